@@ -76,6 +76,8 @@ def decode_bytes(data: bytes, name: str) -> DecodedImage:
                     image = image.convert("L")
                 pixels = np.asarray(image, dtype=np.uint8)
                 bit_depth = 8
+    except PILImage.UnidentifiedImageError as error:
+        raise UnreadableImage("not a readable image (unknown or corrupt format)") from error
     except (OSError, SyntaxError, ValueError) as error:
         raise UnreadableImage(f"cannot decode image: {error}") from error
     if pixels.ndim != 2 or min(pixels.shape) < 8:

@@ -14,6 +14,8 @@ from curator.db import Catalog
 from curator.models import Job, utcnow
 
 PROGRESS_INTERVAL_SECONDS = 0.5
+# Set by whoever starts a command as a background job (the TUI): the id of its pending Job row.
+JOB_ID_VARIABLE = "CURATOR_JOB_ID"
 
 
 class JobCancelled(Exception):
@@ -39,6 +41,10 @@ class JobRecorder:
         self.result: dict[str, Any] = {}
 
     def __enter__(self) -> JobRecorder:
+        if self.job_id is None and os.environ.get(JOB_ID_VARIABLE):
+            # A job launched by the TUI: its record already exists. Only the first recorder of the
+            # process takes it over, so nested stages get records of their own.
+            self.job_id = int(os.environ.pop(JOB_ID_VARIABLE))
         with self.catalog.transaction() as session:
             job = session.get(Job, self.job_id) if self.job_id is not None else None
             if job is None:
@@ -116,3 +122,12 @@ def request_cancel(catalog: Catalog, job_id: int) -> bool:
             job.status = "cancelled"
             job.finished_at = utcnow()
         return True
+
+
+def create_pending_job(catalog: Catalog, kind: str, params: dict[str, Any]) -> int:
+    """Add a pending job record for a command about to be started in the background."""
+    with catalog.transaction() as session:
+        job = Job(kind=kind, params=params, status="pending")
+        session.add(job)
+        session.flush()
+        return job.id

@@ -67,11 +67,11 @@ class Image(Base):
     case_id: Mapped[str | None] = mapped_column(String(64))
 
     label: Mapped[str | None] = mapped_column(String(16))
-    label_source: Mapped[str | None] = mapped_column(String(32))
+    label_source: Mapped[str | None] = mapped_column(String(64))
     view: Mapped[str | None] = mapped_column(String(8))
-    view_source: Mapped[str | None] = mapped_column(String(32))
+    view_source: Mapped[str | None] = mapped_column(String(64))
     side: Mapped[str | None] = mapped_column(String(8))
-    side_source: Mapped[str | None] = mapped_column(String(32))
+    side_source: Mapped[str | None] = mapped_column(String(64))
 
     origin: Mapped[str] = mapped_column(String(16), default="original")
     method: Mapped[str | None] = mapped_column(String(32))

@@ -158,7 +158,11 @@ def parse(words: str | list[str] | tuple[str, ...]) -> Query:
         for term in _parse_word(token):
             if term not in terms:
                 terms.append(term)
-    return Query(tuple(terms))
+    return Query(tuple(sorted(terms, key=_term_order)))
+
+
+def _term_order(term: Term) -> tuple[int, bool, str]:
+    return FIELD_ORDER.index(term.field), term.negated, term.value
 
 
 def _word_of(term: Term) -> str:
@@ -175,7 +179,7 @@ def _word_of(term: Term) -> str:
 
 def canonical_text(query: Query) -> str:
     """Print a query in canonical order; parsing the text gives the same query back."""
-    ordered = sorted(query.terms, key=lambda term: (FIELD_ORDER.index(term.field), term.negated, term.value))
+    ordered = sorted(query.terms, key=_term_order)
     views = [term for term in ordered if term.field == "view" and not term.negated]
     sides = [term for term in ordered if term.field == "side" and not term.negated]
     words: list[str] = []

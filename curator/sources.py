@@ -123,7 +123,9 @@ def _read_sheet(sheet: Path) -> list[dict[str, str]]:
         records = []
         for values in rows:
             cells = ["" if value is None else str(value) for value in values]
-            records.append(dict(zip(header, cells, strict=False)))
+            # Spreadsheets often carry formatted but empty rows below the data.
+            if any(cell.strip() for cell in cells):
+                records.append(dict(zip(header, cells, strict=False)))
         workbook.close()
         return records
     if sheet.suffix.lower() == ".csv":
@@ -283,7 +285,7 @@ def discover_mias(root: Path) -> Discovery:
             label=label,
             label_source="Info.txt",
             view="MLO",
-            view_source="dataset (MIAS holds MLO views only)",
+            view_source="dataset: MIAS is all MLO",
             side=side,
             side_source="Info.txt numbering rule",
             patient_key=f"mias:{(number + 1) // 2:03d}",

@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-12-04 20:12:20.899407
 """
 
 from __future__ import annotations
@@ -141,11 +140,11 @@ def upgrade() -> None:
     sa.Column('patient_key', sa.String(length=128), nullable=True),
     sa.Column('case_id', sa.String(length=64), nullable=True),
     sa.Column('label', sa.String(length=16), nullable=True),
-    sa.Column('label_source', sa.String(length=32), nullable=True),
+    sa.Column('label_source', sa.String(length=64), nullable=True),
     sa.Column('view', sa.String(length=8), nullable=True),
-    sa.Column('view_source', sa.String(length=32), nullable=True),
+    sa.Column('view_source', sa.String(length=64), nullable=True),
     sa.Column('side', sa.String(length=8), nullable=True),
-    sa.Column('side_source', sa.String(length=32), nullable=True),
+    sa.Column('side_source', sa.String(length=64), nullable=True),
     sa.Column('origin', sa.String(length=16), nullable=False),
     sa.Column('method', sa.String(length=32), nullable=True),
     sa.Column('params', sa.JSON(), nullable=False),
