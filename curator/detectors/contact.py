@@ -10,7 +10,7 @@ import numpy as np
 
 Box = tuple[int, int, int, int]
 
-# Box colour (RGB): a saturated red stands out on grey films and on white paint.
+# Box colour (RGB): a saturated red is visible on grey films and on white paint.
 BOX_COLOUR = (255, 40, 40)
 _LABEL_HEIGHT = 22
 _GAP = 6
@@ -116,5 +116,5 @@ def contact_sheet(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write contact sheet to {path}")
+        raise OSError(f"failed to write contact sheet to {path}: check that the folder is writable")
     return path

@@ -71,7 +71,7 @@ def _evaluate_one(task: tuple[str, dict[str, str], float, MarkingParams]) -> dic
 
 
 def _init_worker() -> None:
-    # Two processes already use both cores; OpenCV's own threads would only contend.
+    # Each worker is one process, so OpenCV's own threads would only compete with the other workers.
     cv2.setNumThreads(1)
 
 
@@ -111,12 +111,15 @@ def evaluate_manifest(
     if rows:
         missing = [column for column in REQUIRED_COLUMNS if column not in rows[0]]
         if missing:
-            raise ValueError(f"manifest {manifest_path} is missing column(s) {', '.join(missing)}")
+            raise ValueError(
+                f"manifest {manifest_path} is missing column(s) {', '.join(missing)}."
+                f" It needs at least {', '.join(REQUIRED_COLUMNS)}"
+            )
 
     tasks = [(str(manifest_path.parent / row["path"]), row, threshold, params) for row in rows]
     started = time.perf_counter()
     if processes > 1 and len(tasks) > 1:
-        # spawn, not fork: a forked OpenCV thread pool can deadlock in the child.
+        # spawn, not fork, so no worker inherits OpenCV's thread-pool state from this process.
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(processes, mp_context=context, initializer=_init_worker) as pool:
             results = list(pool.map(_evaluate_one, tasks, chunksize=4))

@@ -55,6 +55,9 @@ _DDSM_FILE_NAME = re.compile(r"^([A-D])_\d{4}_\d\.(LEFT|RIGHT)_(CC|MLO)", re.IGN
 # chest-wall side, so an MLO breast mask is wide in its top rows (CC: under 0.3 of
 # its widest row in the sample). The muscle is also denser than the breast below it,
 # so the upper chest-wall corner is brighter (in CC it is the thin upper skin fold).
+# NOTE: the centres and scales were set by looking at the same 132 sample films they
+# are checked on, and the margin is thin: the highest CC score there is 0.47 and
+# the lowest MLO score 0.57.
 _TOP_WIDTH_CENTRE = 0.30
 _TOP_WIDTH_SCALE = 0.10
 _CORNER_CONTRAST_CENTRE = 0.50
@@ -98,7 +101,7 @@ def expected_chest_wall(side: str, dataset: str, scanner: str | None = None) -> 
 
     `side` is LEFT or RIGHT (any case). For mini-DDSM the convention depends on the
     digitizer, so `scanner` (the file name's first letter, see `ddsm_scanner`) is
-    required: without it, or for letters B and D, the answer is None.
+    required: without it, or for letters B and D, it returns None.
     """
     side = side.strip().upper()
     if side not in ("LEFT", "RIGHT"):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from curator.detectors.breast import SATURATED_LEVEL, breast_region, working_copy
+from curator.detectors.breast import SATURATED_LEVEL, breast_region, tissue_level, working_copy
 
 Box = tuple[int, int, int, int]
 
@@ -30,6 +30,10 @@ RING_FRACTION = 0.03
 # Paint pixels this close to tissue (fraction of the shorter side, at least 3 px)
 # are inpainted rather than filled flat.
 TISSUE_MARGIN_FRACTION = 0.01
+
+# Largest radius of the closing that carries the breast outline across paint, as a
+# fraction of the shorter side.
+OUTLINE_CAP_FRACTION = 0.15
 
 _MIN_RING_PIXELS = 50
 
@@ -52,11 +56,11 @@ def _disc(radius: int) -> np.ndarray:
 def _coarse_closing(mask: np.ndarray, radius: int) -> np.ndarray:
     """Close a 0/1 mask with a disc of `radius` px, on a copy shrunk so the disc is about 8 px.
 
-    A large disc at full resolution costs about a second per region; the outline it
-    restores does not need single-pixel accuracy.
+    At full resolution a large disc took about half a second per region on the
+    sample films, and the outline it restores does not need single-pixel accuracy.
     """
-    factor = max(1, radius // 8)
     height, width = mask.shape
+    factor = max(1, min(radius // 8, min(height, width) // 16))
     small = cv2.resize(
         mask, (max(1, width // factor), max(1, height // factor)), interpolation=cv2.INTER_AREA
     )
@@ -80,9 +84,9 @@ def paint_mask(image_uint8: np.ndarray, boxes: Sequence[Box]) -> np.ndarray:
     """Return the full-resolution mask of the pixels `paint_out` replaces.
 
     It is every near-saturated region that overlaps a box, grown by the rim width.
-    A region may reach past its box by up to half the box's width and height:
-    the boxes come from a shrunken copy, where a narrow neck of paint can break
-    off a lobe that is still joined to it at full resolution.
+    A region may reach past its box by up to half the box's larger side. The boxes
+    come from a shrunken copy, where a narrow neck of paint can break off a lobe
+    that is still joined to it at full resolution.
     """
     shape = image_uint8.shape
     rim = _scaled_radius(shape, RIM_FRACTION, 3)
@@ -117,7 +121,8 @@ def paint_out(
     film's size. Without it the mask is computed here. Each painted region away
     from tissue takes the median of a ring of background pixels around it, or of
     the whole background when the ring has too few. Paint over tissue or the skin
-    line is inpainted (Telea). The input array is left as it was.
+    line is inpainted (Telea). Only pixels of `paint_mask` change, and the input
+    array is left as it was.
     """
     if image_uint8.ndim != 2 or image_uint8.dtype != np.uint8:
         raise ValueError(
@@ -137,16 +142,20 @@ def paint_out(
     ring_width = _scaled_radius(shape, RING_FRACTION, 8)
     tissue_margin = _scaled_radius(shape, TISSUE_MARGIN_FRACTION, 3)
 
-    # The film background: neither tissue nor paint nor other near-white film features.
-    background = ~breast_mask & ~paint & (image_uint8 < SATURATED_LEVEL)
+    # The film background: outside the breast and darker than the tissue level, so
+    # label plates, tape and film-edge strips next to the paint do not count.
+    work = working_copy(image_uint8)
+    background_ceiling = tissue_level(cv2.GaussianBlur(work, (5, 5), 0))
+    background = ~breast_mask & ~paint & (image_uint8 < background_ceiling)
     global_level = int(np.median(image_uint8[background])) if background.any() else 0
 
     count, labels, stats, _ = cv2.connectedComponentsWithStats(paint.astype(np.uint8), connectivity=8)
     for index in range(1, count):
         box = tuple(int(value) for value in stats[index, :4])
-        # A closing disc as large as the region bridges any bite it took out of the
-        # skin line: the outline is carried straight across it.
-        outline_radius = max(box[2], box[3])
+        # A closing disc about as large as the region bridges a bite it took out of
+        # the skin line, so the outline is carried straight across it. The cap keeps
+        # a long band of tape along the film edge from closing over half the film.
+        outline_radius = max(3, min(box[2], box[3], round(OUTLINE_CAP_FRACTION * min(shape))))
         top, bottom, left, right = _clip_window(box, max(ring_width, outline_radius + tissue_margin), shape)
         region = labels[top:bottom, left:right] == index
 
@@ -160,14 +169,18 @@ def paint_out(
         # paint, so a bite that the paint took out of the skin line is inpainted
         # (Telea) and does not stay a flat dark notch. The whole region is inpainted
         # from the unpainted pixels around it, so tissue and background meet about
-        # half-way, and then the part outside the outline is set flat again.
+        # half-way, but only the part inside the outline keeps the inpainted values.
         breast = breast_mask[top:bottom, left:right].astype(np.uint8)
         closed = _coarse_closing(breast, outline_radius)
         near_tissue = cv2.dilate(breast, _disc(tissue_margin)).astype(bool)
         under_tissue = region & (closed | near_tissue)
         if under_tissue.any():
+            # Every paint pixel in the window is unknown, so nearby paint cannot bleed in.
             filled = cv2.inpaint(
-                image_uint8[top:bottom, left:right], region.astype(np.uint8), tissue_margin, cv2.INPAINT_TELEA
+                image_uint8[top:bottom, left:right],
+                paint[top:bottom, left:right].astype(np.uint8),
+                tissue_margin,
+                cv2.INPAINT_TELEA,
             )
             crop[under_tissue] = filled[under_tissue]
 
