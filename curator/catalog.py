@@ -4,7 +4,6 @@ images and recording new derived or synthetic ones with their lineage.
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from curator.db import Catalog, CatalogError
 from curator.imaging import encode_png, sha256_of_bytes, working_copy, write_atomic
-from curator.models import Detection, DetectionRun, Generator, Image, Lineage, MarkingVerdict, utcnow
+from curator.models import Detection, DetectionRun, Generator, Image, Lineage, MarkingVerdict, effective_marking, utcnow
 from curator.query import Query, select_images
 from curator.settings import Settings
 
@@ -39,10 +38,7 @@ def image_ids(session: Session, query: Query) -> list[int]:
 
 def marking_state(image: Image) -> str:
     """Return ``marked``, ``unmarked`` or ``unchecked`` with the curator's verdict winning."""
-    decided = image.marking_verdict if image.marking_verdict is not None else image.marking_detected
-    if decided is None:
-        return "unchecked"
-    return "marked" if decided else "unmarked"
+    return effective_marking(image.marking_verdict, image.marking_detected) or "unchecked"
 
 
 def stats(catalog: Catalog, query: Query) -> dict[str, Any]:
@@ -63,14 +59,8 @@ def stats(catalog: Catalog, query: Query) -> dict[str, Any]:
         for name, column in columns.items():
             rows = session.execute(select(column, func.count(Image.id)).where(condition).group_by(column))
             result[name] = {str(value) if value is not None else "unknown": count for value, count in rows}
-        marking_rows = session.execute(
-            select(Image.marking_verdict, Image.marking_detected, func.count(Image.id)).where(condition).group_by(Image.marking_verdict, Image.marking_detected)
-        )
-        marking: Counter = Counter()
-        for verdict, detected, count in marking_rows:
-            decided = verdict if verdict is not None else detected
-            marking["unchecked" if decided is None else ("marked" if decided else "unmarked")] += count
-        result["marking"] = dict(marking)
+        marking_rows = session.execute(select(Image.marking, func.count(Image.id)).where(condition).group_by(Image.marking))
+        result["marking"] = {state or "unchecked": count for state, count in marking_rows}
     return result
 
 

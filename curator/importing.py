@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import select
 
 from curator.db import Catalog
-from curator.imaging import UnreadableImage, decode_bytes, encode_png, sha256_of_bytes, working_copy, write_atomic
+from curator.imaging import UnreadableImage, decode_bytes, decode_jpeg_reduced, encode_png, sha256_of_bytes, working_copy, write_atomic
 from curator.models import Image
 from curator.settings import DEFAULT_WORK_SIZE, Settings
 from curator.sources import Candidate, Discovery
@@ -82,14 +82,17 @@ def decode_task(task: DecodeTask) -> tuple[int, dict[str, Any] | None, str | Non
     sha256 = sha256_of_bytes(data)
     name = task.path if not task.dicom or task.path.lower().endswith((".dcm", ".dicom")) else task.path + ".dcm"
     try:
-        decoded = decode_bytes(data, name)
+        if Path(name).suffix.lower() in (".jpg", ".jpeg"):
+            decoded = decode_jpeg_reduced(data, task.work_size)
+        else:
+            decoded = decode_bytes(data, name)
     except UnreadableImage as error:
         return task.index, None, str(error)
     relative = work_relative_path(sha256, task.work_size, task.fit)
     target = Path(task.store_dir).parent / relative
     if not target.exists():
         write_atomic(target, encode_png(working_copy(decoded.pixels, task.work_size, task.fit)))
-    height, width = decoded.pixels.shape
+    height, width = decoded.full_shape or decoded.pixels.shape
     record: dict[str, Any] = {
         "sha256": sha256,
         "file_size": len(data),

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy import event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 LABELS = ("normal", "benign", "cancer")
@@ -85,6 +86,9 @@ class Image(Base):
     # Mirror of the newest marking detection, for queries; the Detection rows are the record.
     marking_detected: Mapped[bool | None] = mapped_column(Boolean)
     marking_score: Mapped[float | None] = mapped_column(Float)
+    # "marked", "unmarked" or None (unchecked): the verdict if any, else the detector. Kept in
+    # step by the ORM events below so that `marked` queries use one indexed column.
+    marking: Mapped[str | None] = mapped_column(String(12))
 
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
@@ -96,8 +100,23 @@ class Image(Base):
         Index("ix_images_patient", "patient_key"),
         Index("ix_images_dataset", "dataset"),
         Index("ix_images_generator", "generator_id"),
-        Index("ix_images_marking", "marking_verdict", "marking_detected"),
+        Index("ix_images_marking", "marking", "label", "view", "side"),
+        Index("ix_images_label_side", "label", "side", "origin"),
     )
+
+
+def effective_marking(verdict: bool | None, detected: bool | None) -> str | None:
+    """Return the marking state: the curator's verdict when there is one, else the detector's."""
+    decided = verdict if verdict is not None else detected
+    if decided is None:
+        return None
+    return "marked" if decided else "unmarked"
+
+
+@event.listens_for(Image, "before_insert")
+@event.listens_for(Image, "before_update")
+def _keep_marking_in_step(_mapper, _connection, image: Image) -> None:
+    image.marking = effective_marking(image.marking_verdict, image.marking_detected)
 
 
 class Lineage(Base):

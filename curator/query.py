@@ -24,7 +24,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, false, not_, or_, select, true
 
 from curator.models import Generator, GeneratorImage, Image, Lineage, Split, SplitMember
 
@@ -195,12 +195,10 @@ def canonical_text(query: Query) -> str:
 
 
 def _marking_condition(value: str) -> ColumnElement[bool]:
-    verdict, detected = Image.marking_verdict, Image.marking_detected
-    if value == "marked":
-        return or_(verdict.is_(True), and_(verdict.is_(None), detected.is_(True)))
-    if value == "unmarked":
-        return or_(verdict.is_(False), and_(verdict.is_(None), detected.is_(False)))
-    return and_(verdict.is_(None), detected.is_(None))
+    # Image.marking holds the verdict when there is one, else the detector's answer.
+    if value in ("marked", "unmarked"):
+        return Image.marking == value
+    return Image.marking.is_(None)
 
 
 def _review_condition(value: str) -> ColumnElement[bool]:
@@ -270,19 +268,45 @@ def _term_condition(term: Term) -> ColumnElement[bool]:
     raise QueryError(f"unknown query field {field!r}")
 
 
+def _closed_fields() -> dict[str, tuple]:
+    from curator.models import LABELS, METHODS, ORIGINS, SIDES, VIEWS
+
+    return {
+        "label": (Image.label, LABELS),
+        "view": (Image.view, VIEWS),
+        "side": (Image.side, SIDES),
+        "origin": (Image.origin, ORIGINS),
+        "method": (Image.method, METHODS),
+        "marking": (Image.marking, ("marked", "unmarked")),
+    }
+
+
 def compile_query(query: Query) -> ColumnElement[bool]:
-    """Turn a query into one SQL condition: OR within a field, AND across fields, NOT for negations."""
+    """Turn a query into one SQL condition: OR within a field, AND across fields, NOT for negations.
+
+    A negated word of a field with a fixed vocabulary becomes the list of the other values (plus
+    "no value" where the column may be empty), so ``benign right -synthetic`` can still use an
+    index instead of scanning every benign right image.
+    """
+    closed = _closed_fields()
     conditions: list[ColumnElement[bool]] = []
     for field in FIELD_ORDER:
         positive = [term for term in query.terms if term.field == field and not term.negated]
         negative = [term for term in query.terms if term.field == field and term.negated]
+        if field in closed and negative and not (field == "marking" and any(term.value == "unchecked" for term in positive + negative)):
+            column, vocabulary = closed[field]
+            excluded = {term.value for term in negative}
+            allowed = [value for value in ([term.value for term in positive] or vocabulary) if value not in excluded]
+            condition = column.in_(allowed) if allowed else false()
+            # SQL NOT on an empty column is NULL, so without this "-cancer" would drop unlabelled images.
+            if not positive and field != "origin":
+                condition = or_(condition, column.is_(None))
+            conditions.append(condition)
+            continue
         if positive:
             conditions.append(or_(*(_term_condition(term) for term in positive)))
         for term in negative:
-            condition = _term_condition(term)
-            # SQL NOT on a NULL column is NULL, so "-cancer" must keep images with no label.
-            column = {"label": Image.label, "view": Image.view, "side": Image.side, "method": Image.method}.get(field)
-            conditions.append(or_(not_(condition), column.is_(None)) if column is not None else not_(condition))
+            conditions.append(not_(_term_condition(term)))
     if not conditions:
         return true()
     return and_(*conditions) if len(conditions) > 1 else conditions[0]
@@ -296,5 +320,3 @@ def select_images(query: Query, limit: int | None = None, offset: int = 0):
     if limit is not None:
         statement = statement.limit(limit)
     return statement
-
-

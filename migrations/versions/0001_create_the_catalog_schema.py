@@ -154,6 +154,7 @@ def upgrade() -> None:
     sa.Column('marking_verdict', sa.Boolean(), nullable=True),
     sa.Column('marking_detected', sa.Boolean(), nullable=True),
     sa.Column('marking_score', sa.Float(), nullable=True),
+    sa.Column('marking', sa.String(length=12), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['generator_id'], ['generators.id'], ondelete='SET NULL'),
     sa.PrimaryKeyConstraint('id'),
@@ -163,7 +164,8 @@ def upgrade() -> None:
         batch_op.create_index('ix_images_dataset', ['dataset'], unique=False)
         batch_op.create_index('ix_images_facets', ['label', 'view', 'side', 'origin', 'method'], unique=False)
         batch_op.create_index('ix_images_generator', ['generator_id'], unique=False)
-        batch_op.create_index('ix_images_marking', ['marking_verdict', 'marking_detected'], unique=False)
+        batch_op.create_index('ix_images_label_side', ['label', 'side', 'origin'], unique=False)
+        batch_op.create_index('ix_images_marking', ['marking', 'label', 'view', 'side'], unique=False)
         batch_op.create_index('ix_images_origin_method', ['origin', 'method'], unique=False)
         batch_op.create_index('ix_images_patient', ['patient_key'], unique=False)
 
@@ -269,6 +271,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_images_patient')
         batch_op.drop_index('ix_images_origin_method')
         batch_op.drop_index('ix_images_marking')
+        batch_op.drop_index('ix_images_label_side')
         batch_op.drop_index('ix_images_generator')
         batch_op.drop_index('ix_images_facets')
         batch_op.drop_index('ix_images_dataset')
