@@ -37,6 +37,7 @@ class JobRecorder:
         self.key = key
         self.job_id = job_id
         self._last_write = 0.0
+        self._last_progress: tuple[float, float | None, str | None] | None = None
         self._pending_log: list[str] = []
         self.result: dict[str, Any] = {}
 
@@ -65,7 +66,9 @@ class JobRecorder:
             status, error = "cancelled", "cancelled"
         else:
             status, error = "failed", (str(exc).splitlines() or [exc_type.__name__])[0]
-        self._write(status=status, error=error, final=True)
+        # Progress writes are throttled, so the last value given may not be stored yet.
+        done, total, message = self._last_progress or (None, None, None)
+        self._write(status=status, error=error, progress=done, total=total, message=message, final=True)
         return False
 
     def log(self, line: str) -> None:
@@ -74,6 +77,7 @@ class JobRecorder:
 
     def progress(self, done: float, total: float | None = None, message: str | None = None, force: bool = False) -> None:
         """Record progress; writes at most every half second unless ``force`` is set."""
+        self._last_progress = (done, total, message)
         now = time.monotonic()
         if not force and now - self._last_write < PROGRESS_INTERVAL_SECONDS:
             return

@@ -34,7 +34,7 @@ CHUNK = 500
 
 
 class SplitError(CatalogError):
-    """A split cannot be built, found or changed; the message says which class, count or name."""
+    """A split cannot be built, found or changed. The message names the class, count or split at fault."""
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ class SplitSpec:
     """Everything that defines a split; the same spec and catalog always give the same split.
 
     ``val_fraction`` is the share of the training side's patients (per stratum) moved to the
-    validation part. ``synthetic_count`` picks that many eligible synthetic images in all,
-    ``synthetic_per_class`` that many per label; ``train_per_class`` keeps that many real
+    validation part. ``synthetic_count`` picks that many eligible synthetic images in all, and
+    ``synthetic_per_class`` picks that many per label. ``train_per_class`` keeps that many real
     training images per label (the experiment grid's real-set size).
     """
 
@@ -163,7 +163,7 @@ def _round_half_up(value: float) -> int:
 
 
 def _load_real(session: Session, query: Query, by_view: bool, notes: list[str]) -> list[_RealImage]:
-    """Select the originals the query matches; say how many other matches were left out and why."""
+    """Select the labelled originals the query matches, and add a note for each kind of match left out."""
     condition = query.where()
     skipped_origins = dict(session.execute(
         select(Image.origin, func.count(Image.id)).where(condition, Image.origin != "original").group_by(Image.origin)
@@ -325,21 +325,35 @@ def _generator_sources(session: Session, generator_ids: set[int], facts: _Facts)
     return closed
 
 
-def _leak_reason(candidate: int, lineage: set[int], generator_images: set[int], facts: _Facts,
+def _contact(images: set[int], side: str, facts: _Facts, members: dict[str, set[int]], groups: dict[str, set[str]]) -> str | None:
+    """Return "image" when a set of source images meets one side's images, "patient" when only their patients meet."""
+    if images & members[side]:
+        return "image"
+    if any(facts.group.get(image_id) in groups[side] for image_id in images):
+        return "patient"
+    return None
+
+
+def _leak_reason(candidate: int, lineage: set[int], generator_contact: list[dict[str, str | None]], facts: _Facts,
                  members: dict[str, set[int]], groups: dict[str, set[str]]) -> str | None:
-    """Return why a candidate would leak into the test side or the validation part, or None."""
+    """Return why a candidate would leak into the test side or the validation part, or None.
+
+    ``generator_contact`` holds, for each generator behind the candidate, its ``_contact`` per side.
+    """
     for side in ("test", "val"):
         where = SIDE_TITLES[side]
         own_group = facts.group.get(candidate)
         if own_group in groups[side] and not own_group.startswith("image:"):
             return f"same patient as an image {where}"
-        if lineage & members[side]:
+        ancestor_contact = _contact(lineage, side, facts, members, groups)
+        if ancestor_contact == "image":
             return f"ancestor {where}"
-        if any(facts.group.get(image_id) in groups[side] for image_id in lineage):
+        if ancestor_contact == "patient":
             return f"ancestor from a patient {where}"
-        if generator_images & members[side]:
+        contacts = {contact[side] for contact in generator_contact}
+        if "image" in contacts:
             return f"generator trained or measured on an image {where}"
-        if any(facts.group.get(image_id) in groups[side] for image_id in generator_images):
+        if "patient" in contacts:
             return f"generator trained or measured on a patient {where}"
     return None
 
@@ -361,11 +375,14 @@ def _screen_synthetic(session: Session, query: Query, real_sides: dict[int, str]
     facts = _Facts()
     facts.load(session, set(candidates).union(*lineage.values()) if lineage else candidates)
     facts.load(session, real_sides)
-    generator_ids = {facts.generator[image_id] for image_id in facts.generator if facts.generator[image_id] is not None}
+    generator_ids = {generator_id for generator_id in facts.generator.values() if generator_id is not None}
     sources = _generator_sources(session, generator_ids, facts)
 
     members = {side: {image_id for image_id, placed in real_sides.items() if placed == side} for side in ("test", "val")}
     groups = {side: {facts.group[image_id] for image_id in members[side]} for side in ("test", "val")}
+    # Each generator's training set is compared with the sides once, not once per sample.
+    contact_of = {generator_id: {side: _contact(images, side, facts, members, groups) for side in ("test", "val")}
+                  for generator_id, images in sources.items()}
 
     eligible: list[tuple[int, str]] = []
     exclusions: list[Exclusion] = []
@@ -379,8 +396,8 @@ def _screen_synthetic(session: Session, query: Query, real_sides: dict[int, str]
             continue
         image_lineage = lineage.get(image_id, set())
         generators = {facts.generator.get(other) for other in image_lineage | {image_id}} - {None}
-        generator_images: set[int] = set().union(*(sources.get(generator_id, set()) for generator_id in generators)) if generators else set()
-        reason = _leak_reason(image_id, image_lineage, generator_images, facts, members, groups)
+        generator_contact = [contact_of[generator_id] for generator_id in sorted(generators) if generator_id in contact_of]
+        reason = _leak_reason(image_id, image_lineage, generator_contact, facts, members, groups)
         if reason is not None:
             exclusions.append(Exclusion(image_id, reason))
             continue
@@ -500,14 +517,20 @@ def write_split(session: Session, plan: SplitPlan) -> Split:
 
 def create_split(catalog: Catalog, spec: SplitSpec) -> Split:
     """Work out a split and store it with its members and exclusions in one transaction."""
+    return create_split_with_plan(catalog, spec)[0]
+
+
+def create_split_with_plan(catalog: Catalog, spec: SplitSpec) -> tuple[Split, SplitPlan]:
+    """Store a split like ``create_split`` and also return the plan it was written from."""
     check_name(spec.name)
     try:
         with catalog.transaction() as session:
-            split = write_split(session, plan_split(session, spec))
+            plan = plan_split(session, spec)
+            split = write_split(session, plan)
     except IntegrityError as error:
         # Another process stored the same name between the check and the insert.
         raise SplitError(f"a split named '{spec.name}' already exists; choose another name") from error
-    return split
+    return split, plan
 
 
 def get_split(session: Session, name: str) -> Split:

@@ -51,7 +51,7 @@ def test_split_stores_canonical_query_and_params(catalog: Catalog) -> None:
     create_split(catalog, SplitSpec("s1", "Cancer NORMAL", test_fraction=0.25, val_fraction=0.2, seed=3))
     with catalog.session() as session:
         split = session.scalars(select(Split).where(Split.name == "s1")).one()
-    assert split.query == "normal cancer"
+    assert split.query == "cancer normal"
     assert split.seed == 3
     assert split.params["test_fraction"] == 0.25
     assert split.params["val_fraction"] == 0.2

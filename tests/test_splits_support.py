@@ -95,7 +95,7 @@ def sides_of(catalog: Catalog, split_id: int) -> dict[int, str]:
         return dict(session.execute(select(SplitMember.image_id, SplitMember.side).where(SplitMember.split_id == split_id)).all())
 
 
-def test_add_patients_gives_each_patient_one_image_per_view_and_side(sqlite_catalog: Catalog) -> None:
+def test_add_patients_covers_views_and_sides(sqlite_catalog: Catalog) -> None:
     with sqlite_catalog.transaction() as session:
         made = add_patients(session, "normal", 2)
         rows = session.execute(select(Image.patient_key, Image.view, Image.side)).all()
