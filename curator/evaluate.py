@@ -276,11 +276,11 @@ def find_generator(session: Session, key: str) -> Generator:
     return generator
 
 
-def _generator_images(session: Session, generator: Generator) -> tuple[list[Image], list[Image]]:
-    """Return a generator's training images and its synthetic images, by id."""
+def _generator_images(session: Session, generator: Generator, roles: tuple[str, ...] = ("train",)) -> tuple[list[Image], list[Image]]:
+    """Return a generator's real images in the given roles and its synthetic images, by id."""
     training = list(session.scalars(
         select(Image).join(GeneratorImage, GeneratorImage.image_id == Image.id)
-        .where(GeneratorImage.generator_id == generator.id, GeneratorImage.role == "train").order_by(Image.id)
+        .where(GeneratorImage.generator_id == generator.id, GeneratorImage.role.in_(roles)).order_by(Image.id)
     ))
     synthetic = list(session.scalars(
         select(Image).where(Image.generator_id == generator.id, Image.origin == "synthetic").order_by(Image.id)
@@ -373,7 +373,9 @@ def evaluate_realism(
     rng = np.random.default_rng(split_seed)
     with catalog.session() as session:
         generator = find_generator(session, model)
-        training, synthetic = _generator_images(session, generator)
+        # Held-out images are as real as the training ones, and a realism check is about the class, not
+        # about what the flow saw; using both gives the classifier more patients to split.
+        training, synthetic = _generator_images(session, generator, roles=("train", "heldout"))
         samples = [image for image in synthetic if image.method == "sample"]
     if len(training) < 3 or len(samples) < 3:
         raise EvaluationError(f"model '{generator.name}' has {len(training)} training images and {len(samples)} samples; "

@@ -54,6 +54,8 @@ class StudyPreset:
     manipulation_strength: float = 1.0
     realism_count: int | None = 200
     alpha: float = 1.0
+    # Eager Keras skips the graph tracing that dominates very short runs (tests); slower per step.
+    run_eagerly: bool = False
 
     def with_changes(self, **changes: Any) -> StudyPreset:
         """Return a copy with some values changed."""
@@ -377,7 +379,8 @@ class Study:
     def evaluation_config(self):
         from evaluation.classifier import EvalConfig
 
-        return EvalConfig(image_size=self.preset.image_size, weights=self.weights, epochs=self.preset.epochs, batch_size=self.preset.batch_size, alpha=self.preset.alpha)
+        return EvalConfig(image_size=self.preset.image_size, weights=self.weights, epochs=self.preset.epochs, batch_size=self.preset.batch_size, alpha=self.preset.alpha,
+                          run_eagerly=self.preset.run_eagerly)
 
     @property
     def weights(self) -> str:

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from glow.config import PRESETS, FlowConfig, build_model, choose_device
+from glow.config import PRESETS, FlowConfig, build_model, choose_device, move_to_device
 from glow.likelihood import VariationalDequantizer
 from glow.models import Glow, RealNVP
 
@@ -87,3 +87,20 @@ def test_choose_device_defaults_and_overrides() -> None:
 def test_choose_device_cuda_unavailable_raises() -> None:
     with pytest.raises(ValueError, match="CUDA is not available"):
         choose_device("cuda")
+
+
+def test_move_to_cpu_channels_last() -> None:
+    torch.manual_seed(0)
+    model = build_model(FlowConfig(image_size=16, levels=2, steps_per_level=1, hidden_channels=8))
+    x = torch.rand(2, 1, 16, 16) - 0.5
+    with torch.no_grad():
+        model.log_prob(x)
+        expected = model.log_prob(x)
+
+    moved = move_to_device(model, torch.device("cpu"))
+    with torch.no_grad():
+        actual = moved.log_prob(x)
+
+    convolution = moved.levels[0].transforms[1].coupling.network.layers[0]
+    assert convolution.weight.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(actual, expected, atol=1e-3)

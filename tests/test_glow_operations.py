@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from glow.config import PRESETS, build_model
+from glow.config import PRESETS, build_model, move_to_device
 from glow.latent import load_latent, save_latent
 from glow.likelihood import bin_centres, to_tensor
 from glow.models import Glow, MultiScaleFlow
@@ -197,7 +197,8 @@ def test_generated_latents_survive_latent_file(model: MultiScaleFlow, tmp_path: 
 
 def test_operations_exact_at_64x64_small_preset() -> None:
     torch.manual_seed(0)
-    flow = trained_like(build_model(PRESETS["small"]))
+    # move_to_device stores the weights channels-last on CPU, as train and load_checkpoint do.
+    flow = trained_like(move_to_device(build_model(PRESETS["small"]), torch.device("cpu")))
     images = np.random.default_rng(5).integers(0, 256, (2, 1, 64, 64), dtype=np.uint8)
     images[:, :, :, :20] = 0  # a black background strip like a mammogram's
 
