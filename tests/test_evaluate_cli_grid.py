@@ -52,7 +52,7 @@ def _catalog(catalog: Catalog, settings: Settings) -> dict[str, int]:
 def test_grid_records_and_reports_unfilled(catalog: Catalog, settings: Settings, fake_classifier, tmp_path: Path) -> None:  # noqa: F811
     _catalog(catalog, settings)
     out = tmp_path / "grid"
-    result = _invoke(settings, "experiment", "grid", "study", *GRID, "--real", "4,8", "--synthetic", "0,4,6", "--out", str(out))
+    result = _invoke(settings, "experiment", "grid", "--name", "study", *GRID, "--real", "4,8", "--synthetic", "0,4,6", "--out", str(out))
     assert result.exit_code == 0, result.output
     assert "cell real 4 + synthetic 6: not filled;" in result.output
 
@@ -93,20 +93,20 @@ def test_grid_records_and_reports_unfilled(catalog: Catalog, settings: Settings,
 
 def test_grid_name_cannot_be_reused(catalog: Catalog, settings: Settings, fake_classifier, tmp_path: Path) -> None:  # noqa: F811
     _catalog(catalog, settings)
-    first = _invoke(settings, "experiment", "grid", "again", *GRID, "--real", "4", "--synthetic", "0", "--out", str(tmp_path / "a"))
+    first = _invoke(settings, "experiment", "grid", "--name", "again", *GRID, "--real", "4", "--synthetic", "0", "--out", str(tmp_path / "a"))
     assert first.exit_code == 0, first.output
-    second = _invoke(settings, "experiment", "grid", "again", *GRID, "--real", "4", "--synthetic", "0", "--out", str(tmp_path / "b"))
+    second = _invoke(settings, "experiment", "grid", "--name", "again", *GRID, "--real", "4", "--synthetic", "0", "--out", str(tmp_path / "b"))
     assert second.exit_code == 1
     assert "experiment 'again' already has evaluations" in second.output
 
 
 def test_grid_model_filter_missing_class(catalog: Catalog, settings: Settings, fake_classifier, tmp_path: Path) -> None:  # noqa: F811
     _catalog(catalog, settings)
-    single = _invoke(settings, "experiment", "grid", "one", *GRID, "--real", "4", "--synthetic", "2", "--model", "glow-cancer",
+    single = _invoke(settings, "experiment", "grid", "--name", "one", *GRID, "--real", "4", "--synthetic", "2", "--model", "glow-cancer",
                      "--out", str(tmp_path / "one"))
     assert single.exit_code == 0, single.output
     assert "eligible: normal 0" in single.output
-    both = _invoke(settings, "experiment", "grid", "two", *GRID, "--real", "4", "--synthetic", "2", "--model", "glow-cancer",
+    both = _invoke(settings, "experiment", "grid", "--name", "two", *GRID, "--real", "4", "--synthetic", "2", "--model", "glow-cancer",
                    "--model", "glow-normal", "--out", str(tmp_path / "two"))
     assert both.exit_code == 0, both.output
     with open(tmp_path / "two" / "grid.csv", newline="") as handle:
@@ -115,7 +115,7 @@ def test_grid_model_filter_missing_class(catalog: Catalog, settings: Settings, f
 
 
 def test_grid_rejects_bad_sizes(catalog: Catalog, settings: Settings) -> None:
-    result = _invoke(settings, "experiment", "grid", "bad", *GRID, "--real", "4,x")
+    result = _invoke(settings, "experiment", "grid", "--name", "bad", *GRID, "--real", "4,x")
     assert result.exit_code == 1
     assert "invalid --real '4,x'" in result.output
 
@@ -134,7 +134,7 @@ def test_grid_resume_keeps_finished_cells(catalog: Catalog, settings: Settings, 
 
     monkeypatch.setattr("evaluation.runs.evaluate_seeds", interrupted_second_cell)
     monkeypatch.setattr("evaluation.classifier.package_versions", lambda: {})
-    arguments = ["experiment", "grid", "long", *GRID, "--real", "4,8", "--synthetic", "0", "--out", str(tmp_path / "long")]
+    arguments = ["experiment", "grid", "--name", "long", *GRID, "--real", "4,8", "--synthetic", "0", "--out", str(tmp_path / "long")]
     first = _invoke(settings, *arguments)
     assert first.exit_code == 130
     with catalog.session() as session:

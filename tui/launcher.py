@@ -54,10 +54,11 @@ JOB_TEMPLATES = (
     JobTemplate("import a folder", "import folder PATH --workers 1"),
     JobTemplate("detect markings", "detect markings normal"),
     JobTemplate("clean marked images", "clean marked"),
-    JobTemplate("train a Glow model", "glow train NAME --query normal CC original"),
-    JobTemplate("generate samples", "generate sample NAME --count 16 --temperature 0.7"),
+    JobTemplate("train a Glow model", "glow train normal CC original --name NAME --preset small"),
+    JobTemplate("generate samples", "generate sample --model NAME --count 16 --temperature 0.7"),
     JobTemplate("evaluate a split", "evaluate SPLIT --seeds 3"),
-    JobTemplate("experiment grid", "experiment grid NAME --query normal cancer original --real 50,100 --synthetic 0,100 --method sample --seeds 3"),
+    JobTemplate("experiment grid", "experiment grid --name NAME --query 'normal cancer original' --real 50,100 --synthetic 0,100 --method sample --seeds 3"),
+    JobTemplate("run the study", "study PATH --preset small"),
 )
 
 

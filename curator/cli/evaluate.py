@@ -288,7 +288,6 @@ def _sizes(text: str, option: str) -> tuple[int, ...]:
 @handle_errors
 def grid_command(
     context: typer.Context,
-    name: Annotated[str, typer.Argument(help="Experiment name; cells become splits NAME-rREAL-sSYNTHETIC.")],
     query: Annotated[list[str], typer.Option("--query", help="Query words selecting the real images, quoted as one string.")],
     real: Annotated[str, typer.Option("--real", help="Real training images per class, comma-separated (e.g. 50,100,250).")],
     synthetic: Annotated[str, typer.Option("--synthetic", help="Synthetic training images per class, comma-separated (e.g. 0,100,200).")] = "0",
@@ -305,11 +304,16 @@ def grid_command(
     batch_size: BatchSize = 32,
     positive: Positive = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for the CSV, markdown table and PNG; default reports/experiment-NAME in the data home.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Experiment name; cells become splits NAME-rREAL-sSYNTHETIC (default: grid-DATE-TIME).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted grid of this name: finished cells are kept, the others are run.")] = False,
 ) -> None:
     """Evaluate every pair of real and synthetic training-set sizes on one fixed test side, and tabulate it."""
+    import datetime as dt
+
     from curator.evaluate import GridSpec, run_grid
 
+    if name is None:
+        name = "grid-" + dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
     state = state_of(context)
     config = make_config(weights, epochs, image_size, batch_size)
     spec = GridSpec(name=name, query=words_of(query), real_sizes=_sizes(real, "--real"), synthetic_sizes=_sizes(synthetic, "--synthetic"),
