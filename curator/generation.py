@@ -83,6 +83,8 @@ class TrainOutcome:
     heldout_count: int
     initial_bits_per_dim: float | None
     final_bits_per_dim: float | None
+    best_bits_per_dim: float | None
+    best_step: int | None
     steps_done: int
     interrupted: bool
     output_dir: Path
@@ -169,7 +171,8 @@ def train_generator(
     _finish(catalog, generator_id, output_dir, status=status, result=result)
     return TrainOutcome(
         generator_id=generator_id, name=name, train_count=len(train_images), heldout_count=len(heldout_images),
-        initial_bits_per_dim=result.initial_heldout_bpd, final_bits_per_dim=result.final_heldout_bpd, steps_done=result.steps_done,
+        initial_bits_per_dim=result.initial_heldout_bpd, final_bits_per_dim=result.final_heldout_bpd,
+        best_bits_per_dim=result.best_heldout_bpd, best_step=result.best_step, steps_done=result.steps_done,
         interrupted=result.interrupted, output_dir=output_dir, sample_grids=list(result.sample_grids),
     )
 
@@ -198,6 +201,13 @@ def _finish(catalog: Catalog, generator_id: int, output_dir: Path, status: str, 
         if result is not None:
             generator.initial_bits_per_dim = result.initial_heldout_bpd
             generator.bits_per_dim = result.final_heldout_bpd
+            # Small training sets overfit: held-out bits per dimension can fall, then climb far above
+            # where they started. Generation uses the weights with the lowest held-out value.
+            best = output_dir / "best.pt"
+            if best.exists() and result.best_heldout_bpd is not None:
+                generator.checkpoint_path = str(best)
+                generator.bits_per_dim = result.best_heldout_bpd
+                generator.best_step = result.best_step
         generator.status = status if generator.checkpoint_path or status == "failed" else "failed"
         generator.finished_at = dt.datetime.now(dt.timezone.utc)
 

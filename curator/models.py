@@ -205,7 +205,9 @@ class Generator(Base):
     output_dir: Mapped[str] = mapped_column(Text)
     checkpoint_path: Mapped[str | None] = mapped_column(Text)
     initial_bits_per_dim: Mapped[float | None] = mapped_column(Float)
+    # Held-out bits per dimension of the checkpoint used for generation (the best one seen).
     bits_per_dim: Mapped[float | None] = mapped_column(Float)
+    best_step: Mapped[int | None] = mapped_column(Integer)
     steps_done: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))

@@ -65,7 +65,7 @@ class StudyPreset:
 STUDY_PRESETS = {
     # Two CPU cores: a few hundred flow steps per generator and a short classifier schedule.
     "small": StudyPreset(
-        name="small", glow_preset="small", glow_overrides={"steps": 600, "eval_every": 200, "checkpoint_every": 300},
+        name="small", glow_preset="small", glow_overrides={"steps": 400, "checkpoint_every": 200},
         epochs=12, image_size=64, seeds=3, batch_size=16, synthetic_per_class=None, min_images_per_view=200,
     ),
     # The reference study's settings: 128x128, L=5, K=14 flows, one per view type when data allows.

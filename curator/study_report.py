@@ -137,7 +137,7 @@ def write_report(study: Study, sections: dict[str, Any]) -> Path:
 
         lines += ["", "## Generators", "",
                   "Each flow was trained on the training side of the split only (never on validation or test images).", "",
-                  "| generator | id | trained on | training / held-out images | steps | held-out bits/dim untrained | held-out bits/dim trained | samples |",
+                  "| generator | id | trained on | training / held-out images | steps | held-out bits/dim untrained | held-out bits/dim of the checkpoint used (step) | samples |",
                   "|---|---|---|---|---|---|---|---|"]
         for name, _ in study.generator_plan():
             generator = session.scalars(select(Generator).where(Generator.name == name)).first()
@@ -145,10 +145,12 @@ def write_report(study: Study, sections: dict[str, Any]) -> Path:
                 continue
             roles = dict(session.execute(select(GeneratorImage.role, func.count()).where(GeneratorImage.generator_id == generator.id).group_by(GeneratorImage.role)).all())
             grid = None
-            if generator.checkpoint_path:
-                grid = _copy_picture(str(Path(generator.output_dir) / f"samples-{generator.steps_done}.png"), out / f"samples-{name.removeprefix(study.split_name + '-')}.png")
+            sample_picture = sections.get("generation", {}).get(f"sample:{name}", {}).get("picture")
+            grid = _copy_picture(sample_picture, out / f"samples-{name.removeprefix(study.split_name + '-')}.png")
             initial = f"{generator.initial_bits_per_dim:.3f}" if generator.initial_bits_per_dim is not None else "-"
             final = f"{generator.bits_per_dim:.3f}" if generator.bits_per_dim is not None else "-"
+            if generator.best_step is not None:
+                final += f" ({generator.best_step})"
             lines.append(f"| {name} | {generator.id} | `{generator.query}` | {roles.get('train', 0)} / {roles.get('heldout', 0)} | {generator.steps_done} | {initial} | {final} | "
                          + (f"![samples]({grid})" if grid else "-") + " |")
             if generator.bits_per_dim is not None and generator.initial_bits_per_dim is not None and generator.bits_per_dim >= generator.initial_bits_per_dim:

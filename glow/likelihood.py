@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from glow.layers import ActNorm, bounded_log_scale, CouplingNetwork, gaussian_log_prob, squeeze2d, unsqueeze2d
+from glow.layers import ActNorm, CouplingNetwork, bounded_log_scale, gaussian_log_prob, squeeze2d, unsqueeze2d
 
 Dequantization = Literal["uniform", "variational"]
 
@@ -27,7 +27,7 @@ def as_image_batch(images: np.ndarray, n_bits: int = 8) -> np.ndarray:
     arrays, negative values or values of 2**n_bits and above.
     """
     array = np.asarray(images)
-    if not np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_:
+    if not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"images must be an integer array (uint8 for 8-bit), got dtype {array.dtype}")
     if array.ndim == 3:
         array = array[:, None, :, :]
@@ -63,19 +63,23 @@ def to_tensor(images: np.ndarray, n_bits: int = 8, device: torch.device | str | 
 
 
 def bin_centres(bins: torch.Tensor, n_bits: int) -> torch.Tensor:
-    """Deterministic preprocessing: the centre of each bin, ``(x + 0.5) / 2**n_bits - 0.5``."""
+    """Return the centre of each bin, ``(x + 0.5) / 2**n_bits - 0.5``: deterministic preprocessing."""
     return (bins + 0.5) / 2**n_bits - 0.5
 
 
 def dequantize(bins: torch.Tensor, noise: torch.Tensor, n_bits: int) -> torch.Tensor:
-    """Continuous input ``(x + u) / 2**n_bits - 0.5`` for noise ``u`` in [0, 1)."""
+    """Return the continuous input ``(x + u) / 2**n_bits - 0.5`` for noise ``u`` in [0, 1)."""
     return (bins + noise) / 2**n_bits - 0.5
 
 
 def quantize(y: torch.Tensor, n_bits: int) -> np.ndarray:
-    """Map continuous values back to integer images: ``floor((y + 0.5) * 2**n_bits)``, clipped."""
+    """Map continuous values back to integer images: ``floor((y + 0.5) * 2**n_bits)``, clipped.
+
+    Infinite values are clipped like finite ones and NaN becomes 0 (black).
+    """
     levels = 2**n_bits
-    bins = torch.floor((y.detach().float() + 0.5) * levels).clamp_(0, levels - 1)
+    finite = torch.nan_to_num(y.detach().float(), nan=-0.5, posinf=0.5, neginf=-0.5)
+    bins = torch.floor((finite + 0.5) * levels).clamp_(0, levels - 1)
     return bins.cpu().numpy().astype(image_dtype(n_bits))
 
 

@@ -8,6 +8,7 @@ Every operation returns a ``Generated`` holding the images and each image's late
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ import torch
 
 from glow.likelihood import as_image_batch, bin_centres, quantize, to_tensor
 from glow.models import MultiScaleFlow
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -81,11 +84,17 @@ def encode_images(model: MultiScaleFlow, images: np.ndarray, n_bits: int = 8, ba
 def decode_latents(model: MultiScaleFlow, latents: Sequence[torch.Tensor | np.ndarray], n_bits: int = 8, batch_size: int = 32) -> np.ndarray:
     """Decode per-level latent batches to integer images (N, C, H, W)."""
     images: list[np.ndarray] = []
+    non_finite = 0
     with _inference(model) as device:
         tensors = [torch.as_tensor(latent, dtype=torch.float32).to(device) for latent in latents]
         for start in range(0, tensors[0].shape[0], batch_size):
             decoded = model.decode([latent[start : start + batch_size] for latent in tensors])
+            non_finite += int((~torch.isfinite(decoded)).flatten(1).any(dim=1).sum())
             images.append(quantize(decoded, n_bits))
+    if non_finite:
+        # Latents far from the training data (high temperature, large radius or strength)
+        # can overflow in the inverse couplings.
+        logger.warning("decoded %d of %d images with NaN or infinite values; they were clipped to the pixel range", non_finite, tensors[0].shape[0])
     return np.concatenate(images, axis=0)
 
 

@@ -60,7 +60,12 @@ def test_training_records_generator_images_metrics_checkpoints(trained):
     assert generator.status == "trained"
     assert metric_steps[0] == 0 and metric_steps[-1] == 4
     assert checkpoint_steps == [2, 4]
-    assert generator.checkpoint_path.endswith("checkpoint-4.pt")
+    # Generation uses the checkpoint with the lowest held-out bits per dimension.
+    assert generator.checkpoint_path.endswith("best.pt")
+    with catalog.session() as session:
+        curve = dict(session.execute(select(GeneratorMetric.step, GeneratorMetric.heldout_bits_per_dim).where(GeneratorMetric.generator_id == generator.id)).all())
+    assert generator.best_step in curve
+    assert generator.bits_per_dim == pytest.approx(min(curve.values()))
     assert generator.config["image_size"] == 16
 
 

@@ -161,3 +161,9 @@ def test_variational_requested_without_dequantizer_raises() -> None:
 
     with pytest.raises(ValueError, match="no dequantizer"):
         bits_per_dim(model, np.zeros((1, 1, 8, 8), np.uint8), dequantization="variational")
+
+
+def test_quantize_handles_non_finite_values() -> None:
+    y = torch.tensor([[[[float("nan"), float("inf"), -float("inf"), 0.0]]]])
+
+    assert quantize(y, 8).tolist() == [[[[0, 255, 0, 128]]]]

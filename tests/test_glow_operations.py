@@ -209,3 +209,14 @@ def test_operations_exact_at_64x64_small_preset() -> None:
     assert np.array_equal(interpolated.images, images)
     assert np.array_equal(manipulated.images, images)
     assert np.array_equal(balled.images[0], images[0])
+
+
+def test_decode_warns_about_non_finite_images(model: MultiScaleFlow, caplog: pytest.LogCaptureFixture) -> None:
+    latents = [torch.zeros(2, *shape) for shape in model.latent_shapes()]
+    latents[-1][1, 0, 0, 0] = float("nan")
+
+    with caplog.at_level("WARNING", logger="glow.operations"):
+        images = decode_latents(model, latents)
+
+    assert images.shape == (2, 1, 16, 16)
+    assert "decoded 1 of 2 images with NaN or infinite values" in caplog.text

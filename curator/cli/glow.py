@@ -72,11 +72,14 @@ def train_command(
         except (ValueError, NonFiniteError) as error:
             raise UserError(str(error)) from error
         job.result = {"generator_id": outcome.generator_id, "initial_bits_per_dim": outcome.initial_bits_per_dim, "bits_per_dim": outcome.final_bits_per_dim, "steps": outcome.steps_done}
-    before = f"{outcome.initial_bits_per_dim:.3f}" if outcome.initial_bits_per_dim is not None else "n/a"
-    after = f"{outcome.final_bits_per_dim:.3f}" if outcome.final_bits_per_dim is not None else "n/a"
+    def number(value: float | None) -> str:
+        return f"{value:.3f}" if value is not None else "n/a"
+
+    best = f", best {number(outcome.best_bits_per_dim)} at step {outcome.best_step} (used for generation)" if outcome.best_step is not None else ""
     console.print(
         f"generator {outcome.name} (id {outcome.generator_id}): {outcome.train_count} training and {outcome.heldout_count} held-out images, "
-        f"{outcome.steps_done} steps, held-out bits/dim {before} untrained -> {after}" + (" (interrupted; continue with --resume)" if outcome.interrupted else "")
+        f"{outcome.steps_done} steps, held-out bits/dim {number(outcome.initial_bits_per_dim)} untrained -> {number(outcome.final_bits_per_dim)} at the end{best}"
+        + (" (interrupted; continue with --resume)" if outcome.interrupted else "")
     )
     if outcome.sample_grids:
         console.print(f"sample grid: {outcome.sample_grids[-1]}")
@@ -97,7 +100,8 @@ def list_command(context: typer.Context, as_json: Annotated[bool, typer.Option("
         outputs = dict(session.execute(select(Image.generator_id, func.count()).where(Image.generator_id.is_not(None)).group_by(Image.generator_id)).all())
     rows = [
         {"id": g.id, "name": g.name, "kind": g.kind, "preset": g.preset, "status": g.status, "query": g.query, "training_images": counts.get(g.id, 0),
-         "steps": g.steps_done, "initial_bits_per_dim": g.initial_bits_per_dim, "bits_per_dim": g.bits_per_dim, "images_made": outputs.get(g.id, 0)}
+         "steps": g.steps_done, "best_step": g.best_step, "initial_bits_per_dim": g.initial_bits_per_dim, "bits_per_dim": g.bits_per_dim,
+         "images_made": outputs.get(g.id, 0)}
         for g in generators
     ]
     if as_json:
@@ -143,7 +147,8 @@ def show_command(
         "id": generator.id, "name": generator.name, "kind": generator.kind, "preset": generator.preset, "status": generator.status,
         "query": generator.query, "label": generator.label, "view": generator.view, "side": generator.side,
         "training_images": roles.get("train", 0), "heldout_images": roles.get("heldout", 0), "config": generator.config,
-        "initial_bits_per_dim": generator.initial_bits_per_dim, "bits_per_dim": generator.bits_per_dim, "steps": generator.steps_done,
+        "initial_bits_per_dim": generator.initial_bits_per_dim, "bits_per_dim": generator.bits_per_dim, "best_step": generator.best_step,
+        "steps": generator.steps_done,
         "checkpoint": generator.checkpoint_path,
         "curve": [{"step": m.step, "loss": m.loss, "heldout_bits_per_dim": m.heldout_bits_per_dim} for m in metrics],
         "checkpoints": [{"step": c.step, "path": c.path, "samples": c.sample_grid_path} for c in checkpoints],
@@ -157,6 +162,8 @@ def show_command(
     console.print(f"  outputs labelled: {generator.label or 'mixed'} {generator.view or ''} {generator.side or ''}", highlight=False)
     config = generator.config
     console.print(f"  config: {config.get('image_size')}x{config.get('image_size')}, L={config.get('levels')}, K={config.get('steps_per_level')}, hidden {config.get('hidden_channels')}, {config.get('coupling')} coupling, {config.get('dequantization')} dequantization, batch {config.get('batch_size')}, lr {config.get('learning_rate')}", highlight=False)
+    if generator.best_step is not None:
+        console.print(f"  generation uses the best checkpoint: step {generator.best_step}, held-out {generator.bits_per_dim:.3f} bits/dim ({generator.checkpoint_path})", highlight=False)
     for metric in metrics:
         console.print(f"  step {metric.step:6d}: held-out {metric.heldout_bits_per_dim:.3f} bits/dim" + (f", loss {metric.loss:.3f}" if metric.loss is not None else ""))
     for checkpoint in checkpoints:

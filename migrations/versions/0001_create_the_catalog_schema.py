@@ -42,6 +42,7 @@ def upgrade() -> None:
     sa.Column('checkpoint_path', sa.Text(), nullable=True),
     sa.Column('initial_bits_per_dim', sa.Float(), nullable=True),
     sa.Column('bits_per_dim', sa.Float(), nullable=True),
+    sa.Column('best_step', sa.Integer(), nullable=True),
     sa.Column('steps_done', sa.Integer(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('finished_at', sa.DateTime(timezone=True), nullable=True),
