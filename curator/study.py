@@ -11,7 +11,6 @@ and the test images never reach a generator.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -30,7 +29,6 @@ from curator.query import parse
 from curator.settings import Settings
 
 log = logging.getLogger(__name__)
-METHOD_WORDS = {"sample": "sampled", "interpolation": "interpolated", "ball": "ball", "manipulation": "manipulated"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ STUDY_PRESETS = {
 
 @dataclass
 class StudyOptions:
-    """What the user asked for."""
+    """The options of one study run: data folder, preset, labels and classifier weights."""
 
     data_dir: Path
     preset: StudyPreset
@@ -93,7 +91,7 @@ class StudyOptions:
 
 @dataclass
 class StudyResult:
-    """Where the report is and which stages ran or were skipped."""
+    """Outcome of a study run: the report path, the stages run and skipped, and the caveats."""
 
     report: Path
     ran: list[str] = field(default_factory=list)
@@ -499,7 +497,4 @@ def _json_ready(value: Any) -> Any:
     return json_safe(json.loads(json.dumps(value, default=str)))
 
 
-def now_text() -> str:
-    """Return the current UTC time for the report header."""
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 

@@ -43,6 +43,13 @@ def _copy_picture(source: str | None, target: Path) -> str | None:
     return target.name
 
 
+def _constant_scores(metrics: dict[str, Any]) -> bool:
+    """Return True when every run scored all its test images alike (a classifier that learned nothing)."""
+    runs = metrics.get("runs") or []
+    spreads = [max(run["scores"]) - min(run["scores"]) for run in runs if run.get("scores")]
+    return bool(spreads) and all(spread < 1e-6 for spread in spreads)
+
+
 def plot_arms(rows: list[dict[str, Any]], path: Path) -> Path:
     """Bar chart of test accuracy per training set with 95% interval error bars."""
     import matplotlib
@@ -170,6 +177,7 @@ def write_report(study: Study, sections: dict[str, Any]) -> Path:
               "| training set | evaluation id | train images (real + synthetic) | test images | accuracy | ROC AUC | sensitivity | specificity | excluded by the leakage guard |",
               "|---|---|---|---|---|---|---|---|---|"]
     plot_rows = []
+    constant_arms: list[str] = []
     with catalog.session() as session:
         for arm, result in evaluation.items():
             if result.get("status") != "done":
@@ -192,8 +200,16 @@ def write_report(study: Study, sections: dict[str, Any]) -> Path:
             )
             if metrics_summary.get("accuracy", {}).get("mean") is not None:
                 plot_rows.append({"arm": arm, "accuracy": metrics_summary["accuracy"]})
+            if _constant_scores(row.metrics or {}):
+                constant_arms.append(arm)
             if split is not None and split.name != study.split_name and synthetic == 0:
                 caveats.append(f"The '{arm}' training set received no synthetic images (all candidates were excluded or none existed).")
+    if constant_arms:
+        caveats.append(
+            f"In every run of {', '.join(constant_arms)} the classifier gave all test images the same score (ROC AUC 0.5), so those rows "
+            "measure nothing about augmentation. MobileNetV2 trained from random weights on this few images does not learn; "
+            "pass --weights with a local copy of the ImageNet weights, or use more images."
+        )
     if plot_rows:
         plot_arms(plot_rows, out / "accuracy.png")
         lines += ["", "![accuracy by training set](accuracy.png)"]
