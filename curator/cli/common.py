@@ -103,3 +103,7 @@ def print_json(value: Any) -> None:
 def setup_logging(verbose: bool) -> None:
     """Send log records to stderr; INFO with --verbose, WARNING otherwise."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not verbose:
+        # TensorFlow warns about graph retracing on every new model, which is expected when each
+        # evaluation run builds its own classifier.
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
