@@ -133,7 +133,13 @@ def latest_boxes(session: Session, image_id: int) -> tuple[list, str] | None:
     verdict = session.scalars(select(MarkingVerdict).where(MarkingVerdict.image_id == image_id).order_by(MarkingVerdict.id.desc()).limit(1)).first()
     if verdict is not None and verdict.marked and verdict.boxes:
         return verdict.boxes, "curator"
-    detection = session.scalars(select(Detection).where(Detection.image_id == image_id).order_by(Detection.id.desc()).limit(1)).first()
+    from curator.detectors.markings import DETECTOR_NAME
+
+    # Only the marking detector draws painted-region boxes; geometry checks store none.
+    detection = session.scalars(
+        select(Detection).join(DetectionRun, DetectionRun.id == Detection.run_id)
+        .where(Detection.image_id == image_id, DetectionRun.detector == DETECTOR_NAME).order_by(Detection.id.desc()).limit(1)
+    ).first()
     if detection is not None and detection.boxes:
         return detection.boxes, "detector"
     return None

@@ -37,7 +37,12 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
 
 def make_engine(database_url: str) -> Engine:
     """Create an engine; for SQLite, create the parent folder and set the connection pragmas."""
-    url = make_url(database_url)
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(database_url)
+    except ArgumentError as error:
+        raise CatalogError(f"invalid database URL {database_url!r}; expected sqlite:///FILE or postgresql://USER@HOST:PORT/NAME") from error
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)

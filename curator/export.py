@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 FORMATS = ("keras", "csv", "npz")
 MANIFEST_NAME = "manifest.csv"
 ARRAYS_NAME = "arrays.npz"
+# Written into every export; --overwrite replaces only folders that contain it.
+EXPORT_MARKER = ".curator-export"
 MANIFEST_COLUMNS = ("image_id", "path", "split", "label", "view", "side", "origin", "method", "parents", "generator", "sha256")
 # Labels become folder names, so only plain words may pass.
 SAFE_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -78,8 +80,8 @@ def _check_target(directory: Path, overwrite: bool) -> None:
         if not overwrite:
             raise ExportError(f"{directory} is not empty; choose an empty folder or pass --overwrite to replace it")
         # Replacing a folder deletes it, so only an earlier export may be replaced.
-        if not ((directory / MANIFEST_NAME).is_file() or (directory / ARRAYS_NAME).is_file()):
-            raise ExportError(f"{directory} contains no {MANIFEST_NAME} or {ARRAYS_NAME}, so it is not an earlier export; "
+        if not (directory / EXPORT_MARKER).is_file():
+            raise ExportError(f"{directory} has no {EXPORT_MARKER} file, so it is not an earlier curator export; "
                               "--overwrite only replaces earlier exports, so choose an empty folder")
     if not directory.parent.is_dir():
         raise ExportError(f"the parent folder {directory.parent} does not exist")
@@ -229,6 +231,7 @@ def export_split(
 
 def _replace(staging: Path, directory: Path) -> None:
     """Move the finished staging folder to ``directory``, putting any old one aside until it succeeds."""
+    (staging / EXPORT_MARKER).write_text("written by curator export; curator export --overwrite may replace this folder\n")
     os.chmod(staging, 0o755)
     if not directory.exists():
         staging.rename(directory)

@@ -164,6 +164,10 @@ def train_generator(
     except KeyboardInterrupt:
         _finish(catalog, generator_id, output_dir, status="interrupted")
         raise
+    except Exception:
+        # A bad device or config must not leave the generator looking as if it were still training.
+        _finish(catalog, generator_id, output_dir, status="failed")
+        raise
     for metric in result.metrics:
         if metric.get("heldout_bpd") is not None:
             _record_metric(catalog, generator_id, metric["step"], metric.get("loss"), metric.get("train_bpd"), metric["heldout_bpd"])
@@ -402,12 +406,14 @@ def generate_manipulations(
     arrays = model_input(settings, images, config.image_size)
     generated = manipulate(model, arrays, offset, strength, n_bits=config.n_bits)
     target_label = _common([image.label for image in group_to])
+    source_label = _common([image.label for image in group_from])
     direction_parents = [(image.id, "direction_from") for image in group_from] + [(image.id, "direction_to") for image in group_to]
 
     def labels_for(index: int) -> dict[str, Any]:
         image = images[index]
         values = {"view": image.view, "view_source": "manipulated image", "side": image.side, "side_source": "manipulated image"}
-        if target_label and strength > 0:
+        # The label moves only when the image belongs to the class the direction starts from.
+        if target_label and strength > 0 and source_label and image.label == source_label:
             values.update(label=target_label, label_source="direction target group")
         else:
             values.update(label=image.label, label_source="manipulated image")

@@ -139,8 +139,8 @@ def _parse_word(word: str) -> list[Term]:
         if key in KEYED_FIELDS:
             if not value:
                 raise QueryError(f"query word {word!r} needs a value after '{key}:'")
-            if key in ("id", "child-of", "parent-of") and not value.isdigit():
-                raise QueryError(f"query word {word!r} needs a whole number after '{key}:'")
+            if key in ("id", "child-of", "parent-of") and (not value.isdigit() or int(value) >= 2**63):
+                raise QueryError(f"query word {word!r} needs a whole number below 2**63 after '{key}:'")
             if key == "dataset":
                 value = value.lower()
             return [Term(key, value, negated)]
@@ -306,7 +306,10 @@ def compile_query(query: Query) -> ColumnElement[bool]:
         if positive:
             conditions.append(or_(*(_term_condition(term) for term in positive)))
         for term in negative:
-            conditions.append(not_(_term_condition(term)))
+            condition = not_(_term_condition(term))
+            # NOT on an empty column is NULL in SQL, so "-model:x" would also drop every original.
+            nullable = {"patient": Image.patient_key, "model": Image.generator_id}.get(field)
+            conditions.append(or_(condition, nullable.is_(None)) if nullable is not None else condition)
     if not conditions:
         return true()
     return and_(*conditions) if len(conditions) > 1 else conditions[0]

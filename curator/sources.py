@@ -152,7 +152,12 @@ def _number_text(value: str | None) -> str | None:
 def discover_mini_ddsm(root: Path, sheet: Path | None = None, ignore_missing: bool = False) -> Discovery:
     """List a mini-DDSM folder (``<Label>/<case>/<file>``), using the metadata sheet when given."""
     if not root.is_dir():
-        raise SourceError(f"mini-DDSM folder not found: {root}")
+        raise SourceError(f"mini-DDSM folder not found: {root}" if not root.exists() else f"{root} is a file; pass the mini-DDSM folder")
+    label_folders = [child.name for child in root.iterdir() if child.is_dir() and normalise_label(child.name) in ("normal", "benign", "cancer")]
+    if not label_folders:
+        # Without this check a folder one level too high would make "mammo-sample" a label folder
+        # and merge Normal/0002 with Cancer/0002 into one patient.
+        raise SourceError(f"no Normal, Benign or Cancer folder directly under {root}; pass the folder that holds them")
     discovery = Discovery()
     on_disk: dict[str, Path] = {}
     for path in sorted(root.rglob("*")):

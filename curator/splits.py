@@ -62,6 +62,8 @@ class SplitSpec:
         """Raise SplitError when a value is out of range or two options contradict each other."""
         if not 0.0 < self.test_fraction < 1.0:
             raise SplitError(f"test fraction must be between 0 and 1 (exclusive), got {self.test_fraction}")
+        if self.seed < 0:
+            raise SplitError(f"seed must be 0 or more, got {self.seed}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise SplitError(f"validation fraction must be at least 0 and below 1, got {self.val_fraction}")
         if self.synthetic_count is not None and self.synthetic_per_class is not None:
@@ -185,6 +187,10 @@ def _load_real(session: Session, query: Query, by_view: bool, notes: list[str]) 
             unviewed += 1
             continue
         images.append(_RealImage(image_id, label, view, group_key(image_id, patient_key)))
+    without_patient = sum(1 for _, label, _, patient_key in rows if patient_key is None and label is not None)
+    if without_patient:
+        notes.append(f"{without_patient} images have no patient key, so each counts as its own patient and one woman's films may "
+                     "land on both sides; import with a patient column (folder manifests) to keep patients together")
     if unlabelled:
         notes.append(f"left out {unlabelled} images without a label")
     if unviewed:

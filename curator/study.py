@@ -131,6 +131,8 @@ class Study:
         self.on_stage = on_stage or (lambda stage, state: None)
         self.on_progress = on_progress or (lambda stage, done, total: None)
         self.data_dir = options.data_dir.resolve()
+        if options.kind is not None and options.kind not in ("mini-ddsm", "mias", "folder", "dicom"):
+            raise CatalogError(f"unknown dataset kind {options.kind!r}; choose mini-ddsm, mias, folder or dicom")
         self.kind = options.kind or detect_kind(self.data_dir)
         self.tag = _digest({"data": str(self.data_dir), "preset": dataclasses.asdict(self.preset), "labels": options.labels, "seed": options.seed, "kind": self.kind})[:8]
         self.result = StudyResult(report=self.out_dir / "report.md")

@@ -158,3 +158,13 @@ def test_real_sample_bias_report_shows_marked_normals(sqlite_catalog, sqlite_set
     assert result.exit_code == 0, result.output
     assert "cleaned 10 images" in result.output
     assert (tmp_path / "sheet.png").exists()
+
+
+def test_geometry_run_keeps_marking_boxes_for_clean(painted_catalog, settings):
+    from curator.detection import check_geometry_in_catalog
+
+    detect_markings_in_catalog(painted_catalog, parse(""), workers=1)
+    check_geometry_in_catalog(painted_catalog, parse(""), workers=1)
+    summary = clean_images(painted_catalog, settings, parse("marked"))
+    assert len(summary.created) == 1
+    assert summary.without_boxes == 0

@@ -76,7 +76,7 @@ def test_keras_manifest_lists_provenance(split_home, tmp_path: Path) -> None:
 def test_csv_format_points_at_working_files(split_home, tmp_path: Path) -> None:
     catalog, settings, sides = split_home
     export_split(catalog, settings, "s", tmp_path / "out", "csv")
-    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["manifest.csv"]
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [".curator-export", "manifest.csv"]
     with open(tmp_path / "out" / "manifest.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert {int(row["image_id"]): row["split"] for row in rows} == sides
@@ -109,7 +109,7 @@ def test_non_empty_folder_rejected(split_home, tmp_path: Path) -> None:
     (target / "notes.txt").write_text("keep me")
     with pytest.raises(ExportError, match="not empty"):
         export_split(catalog, settings, "s", target, "keras")
-    with pytest.raises(ExportError, match="not an earlier export"):
+    with pytest.raises(ExportError, match="not an earlier curator export"):
         export_split(catalog, settings, "s", target, "keras", overwrite=True)
     assert (target / "notes.txt").read_text() == "keep me"
 
@@ -119,8 +119,19 @@ def test_overwrite_replaces_earlier_export(split_home, tmp_path: Path) -> None:
     target = tmp_path / "out"
     export_split(catalog, settings, "s", target, "keras")
     export_split(catalog, settings, "s", target, "npz", overwrite=True)
-    assert sorted(path.name for path in target.iterdir()) == ["arrays.npz"]
+    assert sorted(path.name for path in target.iterdir()) == [".curator-export", "arrays.npz"]
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(["out", "home"])
+
+
+def test_overwrite_keeps_dataset_folder_with_manifest(split_home, tmp_path: Path) -> None:
+    catalog, settings, _ = split_home
+    target = tmp_path / "dataset"
+    (target / "normal").mkdir(parents=True)
+    (target / "manifest.csv").write_text("path,label\nnormal/a.png,normal\n")
+    (target / "normal" / "a.png").write_bytes(b"precious")
+    with pytest.raises(ExportError, match="not an earlier curator export"):
+        export_split(catalog, settings, "s", target, "keras", overwrite=True)
+    assert (target / "normal" / "a.png").read_bytes() == b"precious"
 
 
 def test_interrupted_export_leaves_no_folder(split_home, tmp_path: Path) -> None:

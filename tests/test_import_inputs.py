@@ -288,3 +288,31 @@ def test_console_script_runs(tmp_path):
     result = subprocess.run([script, "--home", str(tmp_path / "h"), "stats"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "0 images" in result.stdout
+
+
+def test_mini_ddsm_folder_one_level_too_high_is_rejected(tmp_path):
+    from curator.sources import SourceError
+
+    _mini_ddsm_tree(tmp_path / "data" / "mini")
+    with pytest.raises(SourceError, match="no Normal, Benign or Cancer folder"):
+        discover_mini_ddsm(tmp_path / "data")
+
+
+def test_cli_negated_word_after_command(tmp_path):
+    root = tmp_path / "mini"
+    _mini_ddsm_tree(root)
+    home = ["--home", str(tmp_path / "home")]
+    runner = CliRunner()
+    assert runner.invoke(app, home + ["import", "mini-ddsm", str(root)]).exit_code == 0
+    result = runner.invoke(app, home + ["query", "--count", "-normal"])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "2"
+    result = runner.invoke(app, home + ["query", "-normal", "--count"])
+    assert result.output.strip() == "2"
+
+
+def test_cli_bad_database_url_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["--db", "nonsense", "stats"])
+    assert result.exit_code == 1
+    assert "invalid database URL" in result.output
+    assert "Traceback" not in result.output

@@ -21,6 +21,11 @@ def _manifest(folder: Path) -> dict[str, dict[str, str]]:
         return {str((folder / row["path"]).resolve()): row for row in csv.DictReader(handle)}
 
 
+def _key(image: Image) -> str:
+    """The manifest key of a catalogued file: its path with links resolved."""
+    return str(Path(image.file_path).resolve())
+
+
 def _rows(catalog: Catalog) -> list[Image]:
     with catalog.session() as session:
         return list(session.scalars(select(Image).order_by(Image.id)))
@@ -39,7 +44,7 @@ def test_mini_ddsm_import_matches_manifest(catalog: Catalog, settings: Settings,
     rows = _rows(catalog)
     assert len(rows) == 92
     for image in rows:
-        row = expected[image.file_path]
+        row = expected[_key(image)]
         assert (image.label, image.view, image.side) == (row["label"], row["view"], row["side"])
         assert image.origin == "original"
         assert (settings.home / image.work_path).exists()
@@ -104,7 +109,7 @@ def test_mias_import_matches_manifest(catalog: Catalog, settings: Settings, mias
     expected = _manifest(mias_sample)
     rows = _rows(catalog)
     for image in rows:
-        row = expected[image.file_path]
+        row = expected[_key(image)]
         assert (image.label, image.view, image.side) == (row["label"], row["view"], row["side"])
     keys = {Path(image.file_path).stem: image.patient_key for image in rows}
     # mdb023 (right) and mdb024 (left) are the two breasts of one woman.

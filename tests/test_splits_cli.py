@@ -133,4 +133,4 @@ def test_export_command_writes_keras_tree(sqlite_catalog: Catalog, sqlite_settin
     assert "not empty" in again.output
     replaced = _invoke(sqlite_settings, "export", "s", str(target), "--format", "npz", "--overwrite")
     assert replaced.exit_code == 0, replaced.output
-    assert sorted(path.name for path in target.iterdir()) == ["arrays.npz"]
+    assert sorted(path.name for path in target.iterdir()) == [".curator-export", "arrays.npz"]

@@ -153,7 +153,9 @@ class JobLauncher:
         job_id = create_pending_job(self.catalog, words[0], {"command": words})
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         output_path = self.settings.logs_dir / f"job-{job_id}.log"
-        arguments = [sys.executable, "-c", "from curator.cli import main; main()",
+        # -P keeps the current folder off sys.path, so a curator checkout there cannot shadow the installed one.
+        isolation = ["-P"] if sys.version_info >= (3, 11) else []
+        arguments = [sys.executable, *isolation, "-c", "from curator.cli import main; main()",
                      "--db", self.settings.database_url, "--home", str(self.settings.home), *words]
         environment = dict(os.environ, **{JOB_ID_VARIABLE: str(job_id), "PYTHONUNBUFFERED": "1"})
         with open(output_path, "wb") as output:

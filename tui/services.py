@@ -18,13 +18,14 @@ from sqlalchemy import func, select
 from curator.catalog import count_images, image_details, set_verdicts
 from curator.db import Catalog, CatalogError
 from curator.imaging import UnreadableImage, read_gray, read_work, to_uint8
-from curator.models import Detection, Image, MarkingVerdict
+from curator.models import DetectionRun, Detection, Image, MarkingVerdict
 from curator.query import Query, QueryError, parse
 from curator.settings import Settings
 
 if TYPE_CHECKING:
     from curator.splits import SplitPlan, SplitSpec
 
+MARKING_DETECTOR = "white-marking"
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 200
@@ -189,7 +190,8 @@ class CuratorServices:
             if image is None:
                 raise CatalogError(f"image {image_id} not found")
             detection = session.scalars(
-                select(Detection).where(Detection.image_id == image_id).order_by(Detection.id.desc()).limit(1)
+                select(Detection).join(DetectionRun, DetectionRun.id == Detection.run_id)
+                .where(Detection.image_id == image_id, DetectionRun.detector == MARKING_DETECTOR).order_by(Detection.id.desc()).limit(1)
             ).first()
             verdict = session.scalars(
                 select(MarkingVerdict).where(MarkingVerdict.image_id == image_id).order_by(MarkingVerdict.id.desc()).limit(1)

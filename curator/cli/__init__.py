@@ -36,8 +36,10 @@ def root(
 
 app.add_typer(catalog_commands.db_app, name="db")
 app.add_typer(catalog_commands.import_app, name="import")
-app.command("query")(handle_errors(catalog_commands.query_command))
-app.command("stats")(handle_errors(catalog_commands.stats_command))
+# Query words may start with "-" (negation), so unknown options are passed on as words.
+WORDS_SETTINGS = {"ignore_unknown_options": True}
+app.command("query", context_settings=WORDS_SETTINGS)(handle_errors(catalog_commands.query_command))
+app.command("stats", context_settings=WORDS_SETTINGS)(handle_errors(catalog_commands.stats_command))
 app.command("show")(handle_errors(catalog_commands.show_command))
 app.command("flag")(handle_errors(catalog_commands.flag_command))
 app.command("jobs")(handle_errors(catalog_commands.jobs_command))

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curator.cli.common import UserError, console, error_console, handle_errors, print_json, progress_bar, state_of
@@ -23,11 +24,16 @@ Workers = Annotated[int, typer.Option("--workers", help="Decoding processes; 0 u
 @handle_errors
 def db_upgrade(context: typer.Context, revision: Annotated[str, typer.Argument(help="Target revision.")] = "head") -> None:
     """Upgrade the catalog schema (creates the catalog when it does not exist)."""
+    from alembic.util import CommandError
+
     from curator.db import make_engine, upgrade
 
     settings = state_of(context).settings
     engine = make_engine(settings.database_url)
-    upgrade(engine, revision)
+    try:
+        upgrade(engine, revision)
+    except CommandError as error:
+        raise UserError(f"cannot upgrade to {revision!r}: {error}") from error
     console.print(f"catalog at {engine.url.render_as_string(hide_password=True)} is at revision {revision}")
 
 
@@ -35,11 +41,16 @@ def db_upgrade(context: typer.Context, revision: Annotated[str, typer.Argument(h
 @handle_errors
 def db_downgrade(context: typer.Context, revision: Annotated[str, typer.Argument(help="Target revision; 'base' drops every table.")]) -> None:
     """Downgrade the catalog schema to an older revision."""
+    from alembic.util import CommandError
+
     from curator.db import downgrade, make_engine
 
     settings = state_of(context).settings
     engine = make_engine(settings.database_url)
-    downgrade(engine, revision)
+    try:
+        downgrade(engine, revision)
+    except CommandError as error:
+        raise UserError(f"cannot downgrade to {revision!r}: {error}") from error
     console.print(f"catalog at {engine.url.render_as_string(hide_password=True)} is at revision {revision}")
 
 
@@ -82,9 +93,9 @@ def _run_import(context: typer.Context, discovery, kind: str, work_size: int, fi
     )
     shown = report.failures[:25]
     for line in shown:
-        error_console.print(f"failed: {line}", highlight=False, soft_wrap=True)
+        error_console.print(f"failed: {line}", highlight=False, soft_wrap=True, markup=False)
     if report.failed > len(shown):
-        error_console.print(f"... and {report.failed - len(shown)} more failures (listed in the job log: curator jobs show {job.job_id})")
+        error_console.print(f"... and {report.failed - len(shown)} more failures (listed in the job log: curator jobs {job.job_id})")
     if report.failed:
         raise typer.Exit(1)
 
@@ -223,19 +234,19 @@ def show_command(
         print_json(details)
         return
     image = details["image"]
-    console.print(f"[bold]image {image['id']}[/] {image['file_path']}", highlight=False)
+    console.print(f"[bold]image {image['id']}[/] {escape(image['file_path'])}", highlight=False)
     for key in ("sha256", "dataset", "patient_key", "case_id", "label", "view", "side", "origin", "method", "params", "width", "height", "bit_depth", "work_path", "latent_path", "extra"):
         value = image.get(key)
         if value in (None, {}, []):
             continue
         source = image.get(f"{key}_source")
-        console.print(f"  {key:12} {value}" + (f"  (from {source})" if source else ""), highlight=False)
+        console.print(f"  {key:12} {value}" + (f"  (from {source})" if source else ""), highlight=False, markup=False)
     console.print(f"  {'marking':12} {details['marking']}")
     if details["generator"]:
         console.print(f"  {'generator':12} {details['generator']['name']} (id {details['generator']['id']})")
     for title in ("parents", "children"):
         for row in details[title]:
-            console.print(f"  {title[:-1] if title == 'parents' else 'child':12} {row['id']} {row['label'] or '-'} {row['origin']} {row['method'] or ''} [{row['role']}]", highlight=False)
+            console.print(f"  {title[:-1] if title == 'parents' else 'child':12} {row['id']} {row['label'] or '-'} {row['origin']} {row['method'] or ''} ({row['role']})", highlight=False, markup=False)
     for detection in details["detections"]:
         console.print(f"  detection    {detection['detector']} v{detection['version']}: score {detection['score']:.3f}, {'flagged' if detection['flagged'] else 'not flagged'}, boxes {detection['boxes']}", highlight=False)
     for verdict in details["verdicts"]:

@@ -17,8 +17,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from curator.db import Catalog, CatalogError
 from curator.settings import Settings
 
-console = Console()
-error_console = Console(stderr=True)
+# Paths and query words are printed as they are: no emoji codes such as ":x:".
+console = Console(emoji=False)
+error_console = Console(stderr=True, emoji=False)
 Function = TypeVar("Function", bound=Callable[..., Any])
 
 
@@ -51,12 +52,16 @@ def state_of(context: typer.Context) -> State:
 
 def fail(message: str, code: int = 1) -> None:
     """Print a one-line error and exit with ``code``."""
-    error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    error_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
 def handle_errors(function: Function) -> Function:
     """Turn the errors a user can fix into one line on stderr and exit code 1."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
     from curator.query import QueryError
     from curator.sources import SourceError
 
@@ -64,8 +69,14 @@ def handle_errors(function: Function) -> Function:
     def wrapper(*args, **kwargs):
         try:
             return function(*args, **kwargs)
-        except (CatalogError, QueryError, SourceError, UserError, FileNotFoundError) as error:
+        except (CatalogError, QueryError, SourceError, UserError) as error:
             fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
+        except OSError as error:
+            fail(f"{error.strerror or error}: {error.filename}" if error.filename else str(error))
+        except (ArgumentError, NoSuchModuleError) as error:
+            fail(f"invalid database URL: {str(error).splitlines()[0]}; expected sqlite:///FILE or postgresql://USER@HOST:PORT/NAME")
+        except DBAPIError as error:
+            fail(f"database error: {str(error.orig).splitlines()[0] if error.orig else str(error).splitlines()[0]}")
         except KeyboardInterrupt:
             error_console.print("interrupted; what was committed so far is kept and the command can be run again to resume")
             raise typer.Exit(130) from None

@@ -17,7 +17,7 @@ Words = Annotated[list[str] | None, typer.Argument(help="Query words selecting t
 Workers = Annotated[int, typer.Option("--workers", help="Worker processes; 0 uses every core.", min=0)]
 
 
-@detect_app.command("markings")
+@detect_app.command("markings", context_settings={"ignore_unknown_options": True})
 @handle_errors
 def detect_markings_command(
     context: typer.Context,
@@ -186,7 +186,7 @@ def clean_command(
         raise typer.Exit(1)
 
 
-@report_app.command("bias")
+@report_app.command("bias", context_settings={"ignore_unknown_options": True})
 @handle_errors
 def report_bias_command(
     context: typer.Context,
@@ -245,7 +245,7 @@ def report_bias_command(
     console.print(f"chart: {path}")
 
 
-@report_app.command("contact")
+@report_app.command("contact", context_settings={"ignore_unknown_options": True})
 @handle_errors
 def report_contact_command(
     context: typer.Context,
@@ -268,4 +268,4 @@ def register(app: typer.Typer) -> None:
     """Add the detector, clean and report commands to the main application."""
     app.add_typer(detect_app, name="detect")
     app.add_typer(report_app, name="report")
-    app.command("clean")(handle_errors(clean_command))
+    app.command("clean", context_settings={"ignore_unknown_options": True})(handle_errors(clean_command))

@@ -23,7 +23,7 @@ def _words(values: list[str] | None) -> list[str]:
     return [word for value in values or [] for word in value.split()]
 
 
-@glow_app.command("train")
+@glow_app.command("train", context_settings={"ignore_unknown_options": True})
 @handle_errors
 def train_command(
     context: typer.Context,
@@ -71,6 +71,11 @@ def train_command(
             outcome = train_generator(state.catalog, state.settings, query, name, preset=preset, overrides=overrides, resume=resume, device=device, on_progress=on_progress)
         except (ValueError, NonFiniteError) as error:
             raise UserError(str(error)) from error
+        except RuntimeError as error:
+            # torch reports an unknown or unavailable --device as a RuntimeError.
+            if device is None:
+                raise
+            raise UserError(f"cannot train on --device {device}: {str(error).splitlines()[0]}") from error
         job.result = {"generator_id": outcome.generator_id, "initial_bits_per_dim": outcome.initial_bits_per_dim, "bits_per_dim": outcome.final_bits_per_dim, "steps": outcome.steps_done}
     def number(value: float | None) -> str:
         return f"{value:.3f}" if value is not None else "n/a"
