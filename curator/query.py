@@ -248,10 +248,12 @@ def _term_condition(term: Term) -> ColumnElement[bool]:
     if field == "dataset":
         return Image.dataset == value
     if field == "patient":
+        # LIKE wildcards in the word are matched literally: "patient:%" is not "every patient".
+        literal = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return or_(
             Image.patient_key == value,
-            Image.patient_key.like(f"%:{value}"),
-            Image.patient_key.like(f"%/{value}"),
+            Image.patient_key.like(f"%:{literal}", escape="\\"),
+            Image.patient_key.like(f"%/{literal}", escape="\\"),
         )
     if field == "split":
         return _split_condition(value)

@@ -115,6 +115,8 @@ def test_keyed_words(small_catalog):
     assert _labels(small_catalog, "patient:0001") == ["a", "b", "c"]
     assert _labels(small_catalog, "patient:mini-ddsm:cancer/0001") == ["a", "b"]
     assert _labels(small_catalog, "dataset:MIAS") == ["e"]
+    assert _labels(small_catalog, "patient:%") == []
+    assert _labels(small_catalog, "-patient:0001") == ["d", "e", "f"]
     parent_id = find_images(small_catalog, parse("dataset:mias"))[0].id
     assert _labels(small_catalog, f"child-of:{parent_id}") == ["f"]
     child_id = find_images(small_catalog, parse("synthetic"))[0].id
