@@ -59,7 +59,7 @@ def fill(engine, rows: int, seed: int = 0) -> None:
                 }
                 for index in range(start, stop)
             ])
-    # PostgreSQL answers counts from the index alone only once VACUUM has set the visibility map,
+    # PostgreSQL counts from the index alone only once VACUUM has set the visibility map,
     # as autovacuum does soon after a bulk load in a real catalog.
     statement = "VACUUM ANALYZE images" if engine.dialect.name == "postgresql" else "ANALYZE"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

@@ -1,6 +1,6 @@
 """The marking bias report: how strongly the white-marking flag alone predicts the label.
 
-A curator sees the shortcut as one number before training anything: the accuracy and ROC AUC
+The report gives the shortcut as one number before anything is trained: the accuracy and ROC AUC
 of the one-feature rule "marked means <label>", for the selected images (originals, derived and
 synthetic alike), next to the crosstab of marking against label per view and side.
 """

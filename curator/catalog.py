@@ -111,7 +111,7 @@ def image_details(catalog: Catalog, image_id: int) -> dict[str, Any]:
 def set_verdicts(catalog: Catalog, ids: list[int], marked: bool | None, curator: str | None = None, boxes: list | None = None, note: str | None = None) -> dict[int, bool | None]:
     """Record the curator's marking verdict on images; return each image's previous verdict.
 
-    ``marked=None`` clears the verdict so the detector's answer counts again. The whole call is
+    ``marked=None`` clears the verdict so the detector's result counts again. The whole call is
     one transaction: an unknown id rejects all of it.
     """
     previous: dict[int, bool | None] = {}

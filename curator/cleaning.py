@@ -24,7 +24,7 @@ from curator.settings import Settings
 
 @dataclass
 class CleanSummary:
-    """What a paint-out command did."""
+    """Result of a paint-out command: images created, already present, without boxes, failed."""
 
     created: list[int] = field(default_factory=list)
     existing: list[int] = field(default_factory=list)

@@ -373,8 +373,8 @@ def evaluate_realism(
     rng = np.random.default_rng(split_seed)
     with catalog.session() as session:
         generator = find_generator(session, model)
-        # Held-out images are as real as the training ones, and a realism check is about the class, not
-        # about what the flow saw; using both gives the classifier more patients to split.
+        # Held-out images are as real as the training ones, because realism is about the class, not about
+        # what the flow saw. Using both gives the classifier more patients to split.
         training, synthetic = _generator_images(session, generator, roles=("train", "heldout"))
         samples = [image for image in synthetic if image.method == "sample"]
     if len(training) < 3 or len(samples) < 3:

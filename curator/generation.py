@@ -1,7 +1,7 @@
 """The catalog side of the flows: training generators on query results and recording every
 image they make with its method, parameters, parents, generator and latent file.
 
-``glow`` knows nothing of the catalog. This module turns catalog rows into the uint8 arrays
+``glow`` does not import the catalog. This module turns catalog rows into the uint8 arrays
 ``glow`` trains on, records the generator with the exact images it saw, and stores each output
 as a synthetic image whose label, view and side come from the generator's training set or from
 the target group of a manipulation, with the source of each value written beside it.
@@ -75,7 +75,7 @@ def _common(values: list[str | None]) -> str | None:
 
 @dataclass
 class TrainOutcome:
-    """What a training command did and where its files are."""
+    """Result of a training command: counts, bits per dimension and the output folder."""
 
     generator_id: int
     name: str

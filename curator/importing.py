@@ -57,7 +57,7 @@ class ImportReport:
 
 @dataclass(frozen=True)
 class DecodeTask:
-    """What a worker process needs to decode one file and write its derivative."""
+    """Input of a worker process: one file to decode and where to write its derivative."""
 
     index: int
     path: str

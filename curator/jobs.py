@@ -14,7 +14,7 @@ from curator.db import Catalog
 from curator.models import Job, utcnow
 
 PROGRESS_INTERVAL_SECONDS = 0.5
-# Set by whoever starts a command as a background job (the TUI): the id of its pending Job row.
+# Set by the process that starts a command as a background job (the TUI): the id of its pending Job row.
 JOB_ID_VARIABLE = "CURATOR_JOB_ID"
 
 

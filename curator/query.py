@@ -195,7 +195,7 @@ def canonical_text(query: Query) -> str:
 
 
 def _marking_condition(value: str) -> ColumnElement[bool]:
-    # Image.marking holds the verdict when there is one, else the detector's answer.
+    # Image.marking contains the verdict when there is one, else the detector's result.
     if value in ("marked", "unmarked"):
         return Image.marking == value
     return Image.marking.is_(None)

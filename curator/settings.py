@@ -1,4 +1,4 @@
-"""Where the catalog and the image store live: the database URL and the data home.
+"""Locations of the catalog and the image store: the database URL and the data home.
 
 The data home is ``--home``, else ``CURATOR_HOME``, else ``$XDG_DATA_HOME/curator`` (which is
 ``~/.local/share/curator`` when ``XDG_DATA_HOME`` is unset). The database is ``--db``, else

@@ -1,4 +1,4 @@
-"""Finding the images of a dataset folder and what its names and sheets say about them.
+"""Discovery of a dataset folder's images and of the metadata their names and sheets give.
 
 Each dataset kind turns a folder into a list of ``Candidate`` records (path plus label, view,
 side, patient and where each value came from), the files it skipped on purpose, and the rows it
@@ -55,7 +55,7 @@ class Candidate:
 
 @dataclass
 class Discovery:
-    """What a dataset folder holds: candidates, deliberately skipped files, unusable entries."""
+    """Contents of a dataset folder: candidates, deliberately skipped files and unusable entries."""
 
     candidates: list[Candidate] = field(default_factory=list)
     skipped: Counter = field(default_factory=Counter)
@@ -94,7 +94,12 @@ def _mini_ddsm_from_name(path: Path, root: Path) -> Candidate:
     label_folder = relative.parts[0] if len(relative.parts) >= 3 else None
     label = normalise_label(label_folder)
     match = MINI_DDSM_NAME.match(path.stem)
-    case_id = match.group("case") if match else (relative.parts[1] if len(relative.parts) >= 3 else None)
+    if match:
+        case_id = match.group("case")
+    elif len(relative.parts) >= 3:
+        case_id = relative.parts[1]
+    else:
+        case_id = None
     candidate = Candidate(path=path, dataset="mini-ddsm", case_id=case_id)
     if label:
         candidate.label, candidate.label_source = label, "folder"
@@ -157,7 +162,7 @@ def discover_mini_ddsm(root: Path, sheet: Path | None = None, ignore_missing: bo
     if not label_folders:
         # Without this check a folder one level too high would make "mammo-sample" a label folder
         # and merge Normal/0002 with Cancer/0002 into one patient.
-        raise SourceError(f"no Normal, Benign or Cancer folder directly under {root}; pass the folder that holds them")
+        raise SourceError(f"no Normal, Benign or Cancer folder found directly under {root}; pass the folder that contains them")
     discovery = Discovery()
     on_disk: dict[str, Path] = {}
     for path in sorted(root.rglob("*")):
@@ -183,8 +188,8 @@ def discover_mini_ddsm(root: Path, sheet: Path | None = None, ignore_missing: bo
             if not full_path:
                 discovery.failures.append(f"{reference}: empty fullPath")
                 continue
-            # Both editions name files relative to the dataset root with Windows separators; the
-            # PNG-16 edition ends in .png, the JPEG-8 edition in .jpg, so match without the suffix.
+            # Both editions name files relative to the dataset root with Windows separators. The
+            # PNG-16 edition ends in .png and the JPEG-8 edition in .jpg, so paths match without the suffix.
             key = PureWindowsPath(full_path).with_suffix("").as_posix().lower()
             path = on_disk.get(key)
             if path is None:

@@ -1,8 +1,8 @@
 """The study report: ``report.md`` and its pictures, with every number read back from catalog rows.
 
 Numbers come from the Evaluation, Generator and Split rows the study wrote (their ids are
-printed beside them), not from the stage results held in memory, so the report says what the
-catalog says.
+printed beside them), not from the stage results held in memory, so the report matches the
+catalog.
 """
 
 from __future__ import annotations
@@ -168,7 +168,12 @@ def write_report(study: Study, sections: dict[str, Any]) -> Path:
         lines += ["", "## Generated images", ""]
         for key, value in generation.items():
             picture = _copy_picture(value.get("picture"), out / f"generated-{key.replace(':', '-').replace('>', '').replace(study.split_name + '-', '')}.png")
-            lines.append(f"- {key}: {value.get('created', 0)} new images" + (f" ![{key}]({picture})" if picture else "") + (f" ({value['note']})" if value.get("note") else ""))
+            line = f"- {key}: {value.get('created', 0)} new images"
+            if picture:
+                line += f" ![{key}]({picture})"
+            if value.get("note"):
+                line += f" ({value['note']})"
+            lines.append(line)
 
     evaluation = sections.get("evaluation", {})
     lines += ["", "## Classifier accuracy", "",

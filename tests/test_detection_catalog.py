@@ -58,11 +58,13 @@ def test_detection_flags_paint_and_records_box(painted_catalog):
     with painted_catalog.session() as session:
         detection = session.scalars(select(Detection).where(Detection.image_id == images["painted.png"].id)).one()
     x, y, w, h = detection.boxes[0]
-    assert abs(x - 250) <= 6 and abs(y - 30) <= 6
-    assert abs(w - 90) <= 8 and abs(h - 100) <= 8
+    assert abs(x - 250) <= 6
+    assert abs(y - 30) <= 6
+    assert abs(w - 90) <= 8
+    assert abs(h - 100) <= 8
 
 
-def test_rerun_same_version_adds_nothing_new_version_adds_run(painted_catalog, monkeypatch):
+def test_detection_rerun_and_new_version(painted_catalog, monkeypatch):
     detect_markings_in_catalog(painted_catalog, parse(""), workers=1)
     again = detect_markings_in_catalog(painted_catalog, parse(""), workers=1)
     assert again.examined == 0

@@ -58,7 +58,8 @@ def test_training_records_generator_images_metrics_checkpoints(trained):
     assert trained_labels == {"normal"}
     assert generator.label == "normal"
     assert generator.status == "trained"
-    assert metric_steps[0] == 0 and metric_steps[-1] == 4
+    assert metric_steps[0] == 0
+    assert metric_steps[-1] == 4
     assert checkpoint_steps == [2, 4]
     # Generation uses the checkpoint with the lowest held-out bits per dimension.
     assert generator.checkpoint_path.endswith("best.pt")

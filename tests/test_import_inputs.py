@@ -290,7 +290,7 @@ def test_console_script_runs(tmp_path):
     assert "0 images" in result.stdout
 
 
-def test_mini_ddsm_folder_one_level_too_high_is_rejected(tmp_path):
+def test_mini_ddsm_parent_folder_rejected(tmp_path):
     from curator.sources import SourceError
 
     _mini_ddsm_tree(tmp_path / "data" / "mini")

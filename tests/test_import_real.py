@@ -52,7 +52,7 @@ def test_mini_ddsm_import_matches_manifest(catalog: Catalog, settings: Settings,
     assert Counter(image.label for image in rows) == {"benign": 40, "cancer": 28, "normal": 24}
 
 
-def test_same_case_number_in_two_label_folders_is_two_patients(sqlite_catalog, sqlite_settings, mammo_sample):
+def test_case_number_per_label_folder(sqlite_catalog, sqlite_settings, mammo_sample):
     run_import(sqlite_catalog, sqlite_settings, discover_mini_ddsm(mammo_sample), workers=1)
     rows = _rows(sqlite_catalog)
     normal = {image.patient_key for image in rows if "/Normal/0002/" in image.file_path}

@@ -30,7 +30,7 @@ def _small_copy(mammo_sample: Path, target: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_study_runs_every_stage_and_second_run_does_no_work(tmp_path, mammo_sample):
+def test_study_stages_and_rerun(tmp_path, mammo_sample):
     data = _small_copy(mammo_sample, tmp_path / "mini")
     settings = Settings.resolve(tmp_path / "home", None)
     catalog = Catalog(settings.database_url)

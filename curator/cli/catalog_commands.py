@@ -259,7 +259,7 @@ def flag_command(
     image_ids: Annotated[list[int], typer.Argument(help="Image ids.")],
     marked: Annotated[bool, typer.Option("--marked", help="The images carry painted marking.")] = False,
     unmarked: Annotated[bool, typer.Option("--unmarked", help="The images carry no painted marking.")] = False,
-    clear: Annotated[bool, typer.Option("--clear", help="Remove the curator's verdict; the detector's answer counts again.")] = False,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove the curator's verdict, so the detector's result counts again.")] = False,
     box: Annotated[list[str] | None, typer.Option("--box", help="A painted region as x,y,w,h in full-resolution pixels (with --marked); repeatable.")] = None,
     curator_name: Annotated[str | None, typer.Option("--curator", help="Who decided (stored with the verdict).")] = None,
 ) -> None:
@@ -276,7 +276,11 @@ def flag_command(
         boxes.append([int(part) for part in parts])
     if boxes and not marked:
         raise UserError("--box goes with --marked")
-    verdict = True if marked else (False if unmarked else None)
+    verdict: bool | None = None
+    if marked:
+        verdict = True
+    elif unmarked:
+        verdict = False
     set_verdicts(state_of(context).catalog, image_ids, verdict, curator=curator_name, boxes=boxes)
     word = {True: "marked", False: "unmarked", None: "cleared"}[verdict]
     console.print(f"{word} {len(image_ids)} image{'s' if len(image_ids) != 1 else ''}: {', '.join(map(str, image_ids))}")

@@ -25,7 +25,7 @@ Function = TypeVar("Function", bound=Callable[..., Any])
 
 @dataclass
 class State:
-    """What the top-level options resolved to, shared by every sub-command."""
+    """Resolved top-level options, shared by every sub-command."""
 
     settings: Settings
     _catalog: Catalog | None = field(default=None, repr=False)

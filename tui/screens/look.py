@@ -212,15 +212,9 @@ class LookScreen(CuratorScreen):
     @work(group="verdicts")
     async def undo_verdict(self) -> None:
         """Undo on the writer thread, after every verdict written before it."""
-        try:
-            change = await self.write(self.services.undo)
-        except (CatalogError, SQLAlchemyError) as error:
-            self.notify(f"undo failed: {error}", severity="error", timeout=8)
-            return
+        change = await self.undo_newest_verdict()
         if change is None:
-            self.notify("nothing to undo", timeout=2)
             return
-        self.notify(f"image {change.image_id}: verdict restored", timeout=2)
         target = self.image_id
         if self.review is not None and self.review.go_back_to(change.image_id):
             self.review.decided = max(0, self.review.decided - 1)
